@@ -1,0 +1,121 @@
+/* backend.h: the compute backend interface, a table of functions plus a context.
+ *
+ * Every tensor pointer is in the backend's memory (host for cpu, device for
+ * cuda). Layouts: activations NCHW, conv weights (out, in/groups, kh, kw), linear
+ * weights (out, in), all row-major float32. Outputs come first in argument lists;
+ * every backward function ACCUMULATES into its gradient outputs (dx += ..., dw += ...);
+ * a NULL gradient output is skipped. */
+#ifndef LFS_BACKEND_H
+#define LFS_BACKEND_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "lfs/philox.h"
+
+typedef struct lfs_backend lfs_backend;
+
+typedef struct {
+  int n, in_c, in_h, in_w;   /* input */
+  int out_c, out_h, out_w;   /* output (derived by lfs_conv_desc_init) */
+  int kh, kw, stride, pad, groups;
+  int has_bias;
+} lfs_conv_desc;
+
+/* Fills out_h/out_w; returns -1 if the geometry is impossible. */
+int lfs_conv_desc_init(lfs_conv_desc *d);
+
+typedef struct {
+  int n, c, spatial;      /* input viewed as [n, c, spatial] (spatial = H*W, 1 for BN1d) */
+  float eps, momentum;    /* momentum as PyTorch: run = (1-m)*run + m*batch (unbiased var) */
+} lfs_bn_desc;
+
+typedef struct {
+  const char *name;
+  /* memory */
+  float *(*alloc)(lfs_backend *be, size_t count); /* zeroed */
+  void (*free)(lfs_backend *be, float *p);
+  void (*upload)(lfs_backend *be, float *dst, const float *src /* host */, size_t count);
+  void (*download)(lfs_backend *be, float *dst /* host */, const float *src, size_t count);
+  void (*fill)(lfs_backend *be, float *x, float value, size_t count);
+  /* y += alpha * x */
+  void (*axpy)(lfs_backend *be, float *y, float alpha, const float *x, size_t count);
+
+  /* y [n, out_c, out_h, out_w] = conv(x [n, in_c, in_h, in_w], w [out_c, in_c/groups, kh, kw]) + b [out_c] */
+  void (*conv2d_forward)(lfs_backend *be, const lfs_conv_desc *d, float *y, const float *x,
+                         const float *w, const float *b);
+  void (*conv2d_backward)(lfs_backend *be, const lfs_conv_desc *d, float *dx, float *dw, float *db,
+                          const float *dy, const float *x, const float *w);
+
+  /* Training: batch statistics, saved mean and 1/sqrt(var+eps) [c], running stats updated.
+   * Eval: running statistics; saved_* receive them too (for an eval-mode backward). */
+  void (*batchnorm_forward)(lfs_backend *be, const lfs_bn_desc *d, int training, float *y,
+                            float *saved_mean, float *saved_invstd, float *running_mean,
+                            float *running_var, const float *x, const float *gamma,
+                            const float *beta);
+  void (*batchnorm_backward)(lfs_backend *be, const lfs_bn_desc *d, int training, float *dx,
+                             float *dgamma, float *dbeta, const float *dy, const float *x,
+                             const float *gamma, const float *saved_mean,
+                             const float *saved_invstd);
+
+  /* y = x > 0 ? x : alpha[c] * x, x viewed as [n, c, spatial] */
+  void (*prelu_forward)(lfs_backend *be, int n, int c, int spatial, float *y, const float *x,
+                        const float *alpha);
+  void (*prelu_backward)(lfs_backend *be, int n, int c, int spatial, float *dx, float *dalpha,
+                         const float *dy, const float *x, const float *alpha);
+
+  /* y [n, out] = x [n, in] w^T [in, out] + b [out] */
+  void (*linear_forward)(lfs_backend *be, int n, int in, int out, float *y, const float *x,
+                         const float *w, const float *b);
+  void (*linear_backward)(lfs_backend *be, int n, int in, int out, float *dx, float *dw, float *db,
+                          const float *dy, const float *x, const float *w);
+
+  /* y = a + b */
+  void (*add_forward)(lfs_backend *be, float *y, const float *a, const float *b, size_t count);
+
+  /* Inverted dropout: element i is kept iff uniform(rng, i) >= p, then scaled by 1/(1-p).
+   * The mask is recomputed from rng in backward, never stored. */
+  void (*dropout_forward)(lfs_backend *be, float *y, const float *x, size_t count, float p,
+                          const lfs_rng *rng);
+  void (*dropout_backward)(lfs_backend *be, float *dx, const float *dy, size_t count, float p,
+                           const lfs_rng *rng);
+
+  /* Row-wise L2 normalisation of x [rows, cols]: y = x / max(|x|, eps); norms [rows] saved. */
+  void (*l2norm_forward)(lfs_backend *be, int rows, int cols, float eps, float *y, float *norms,
+                         const float *x);
+  void (*l2norm_backward)(lfs_backend *be, int rows, int cols, float eps, float *dx,
+                          const float *dy, const float *y, const float *norms);
+} lfs_backend_ops;
+
+struct lfs_backend {
+  const lfs_backend_ops *ops;
+  void *ctx;
+  int device; /* device ordinal, -1 for the host */
+};
+
+/* The CPU reference backend (always present). */
+lfs_backend *lfs_backend_cpu(void);
+/* The BLAS the CPU backend calls ("OpenBLAS 0.3.21 ... Haswell ..."), and a hint
+ * when its kernel choice is far below what the CPU can do (else NULL). */
+const char *lfs_cpu_blas_describe(void);
+const char *lfs_cpu_blas_hint(void);
+/* A backend by name ("cpu", "cuda"); NULL if it is not built in. */
+lfs_backend *lfs_backend_get(const char *name);
+
+/* Accelerator discovery for `lfsearch info --devices`. */
+typedef struct {
+  char name[128];
+  int ordinal;
+  int cc_major, cc_minor;
+  double memory_gib;
+  int multiprocessors;
+} lfs_device_info;
+
+/* Fills up to max devices; returns how many were found (0 without a GPU or without
+ * CUDA support). `why`, when non-NULL, receives a reason when 0 are found. */
+int lfs_devices_list(lfs_device_info *out, int max, char *why, size_t whylen);
+/* Version line of the compiled-in accelerator runtime ("CUDA runtime 13.0, cuDNN 9.19.0"),
+ * or "none". */
+const char *lfs_devices_runtime(void);
+
+#endif

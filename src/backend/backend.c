@@ -1,0 +1,20 @@
+/* backend.c: the backend registry and geometry shared by every backend. */
+#include "lfs/backend.h"
+
+#include <string.h>
+
+int lfs_conv_desc_init(lfs_conv_desc *d) {
+  if (d->n <= 0 || d->in_c <= 0 || d->in_h <= 0 || d->in_w <= 0 || d->out_c <= 0) return -1;
+  if (d->kh <= 0 || d->kw <= 0 || d->stride <= 0 || d->pad < 0 || d->groups <= 0) return -1;
+  if (d->in_c % d->groups || d->out_c % d->groups) return -1;
+  int eff_h = d->in_h + 2 * d->pad - d->kh, eff_w = d->in_w + 2 * d->pad - d->kw;
+  if (eff_h < 0 || eff_w < 0) return -1;
+  d->out_h = eff_h / d->stride + 1;
+  d->out_w = eff_w / d->stride + 1;
+  return 0;
+}
+
+lfs_backend *lfs_backend_get(const char *name) {
+  if (strcmp(name, "cpu") == 0) return lfs_backend_cpu();
+  return NULL; /* the CUDA compute backend registers here once it has kernels */
+}

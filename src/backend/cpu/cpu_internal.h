@@ -1,0 +1,47 @@
+/* cpu_internal.h: the CPU backend's kernels, shared between its files only.
+ * Same layouts and accumulate-in-backward contract as lfs_backend_ops. */
+#ifndef LFS_CPU_INTERNAL_H
+#define LFS_CPU_INTERNAL_H
+
+#include "lfs/backend.h"
+
+/* Below this many elements an OpenMP region costs more than it saves. */
+#define LFS_CPU_PAR_MIN 32768
+
+/* C [m, n] = alpha op(A) op(B) + beta C, row-major; ta/tb transpose A/B. */
+void lfs_cpu_sgemm(int ta, int tb, int m, int n, int k, float alpha, const float *a, int lda,
+                   const float *b, int ldb, float beta, float *c, int ldc);
+
+void lfs_cpu_conv2d_forward(lfs_backend *be, const lfs_conv_desc *d, float *y, const float *x,
+                            const float *w, const float *b);
+void lfs_cpu_conv2d_backward(lfs_backend *be, const lfs_conv_desc *d, float *dx, float *dw,
+                             float *db, const float *dy, const float *x, const float *w);
+
+void lfs_cpu_batchnorm_forward(lfs_backend *be, const lfs_bn_desc *d, int training, float *y,
+                               float *saved_mean, float *saved_invstd, float *running_mean,
+                               float *running_var, const float *x, const float *gamma,
+                               const float *beta);
+void lfs_cpu_batchnorm_backward(lfs_backend *be, const lfs_bn_desc *d, int training, float *dx,
+                                float *dgamma, float *dbeta, const float *dy, const float *x,
+                                const float *gamma, const float *saved_mean,
+                                const float *saved_invstd);
+
+void lfs_cpu_prelu_forward(lfs_backend *be, int n, int c, int spatial, float *y, const float *x,
+                           const float *alpha);
+void lfs_cpu_prelu_backward(lfs_backend *be, int n, int c, int spatial, float *dx, float *dalpha,
+                            const float *dy, const float *x, const float *alpha);
+void lfs_cpu_linear_forward(lfs_backend *be, int n, int in, int out, float *y, const float *x,
+                            const float *w, const float *b);
+void lfs_cpu_linear_backward(lfs_backend *be, int n, int in, int out, float *dx, float *dw,
+                             float *db, const float *dy, const float *x, const float *w);
+void lfs_cpu_add_forward(lfs_backend *be, float *y, const float *a, const float *b, size_t count);
+void lfs_cpu_dropout_forward(lfs_backend *be, float *y, const float *x, size_t count, float p,
+                             const lfs_rng *rng);
+void lfs_cpu_dropout_backward(lfs_backend *be, float *dx, const float *dy, size_t count, float p,
+                              const lfs_rng *rng);
+void lfs_cpu_l2norm_forward(lfs_backend *be, int rows, int cols, float eps, float *y,
+                            float *norms, const float *x);
+void lfs_cpu_l2norm_backward(lfs_backend *be, int rows, int cols, float eps, float *dx,
+                             const float *dy, const float *y, const float *norms);
+
+#endif

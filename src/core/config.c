@@ -1,0 +1,667 @@
+/* config.c: the run configuration: INI files (through libinih), "--set
+ * section.key=value" overrides, validation against lfs_cfg_schema, typed
+ * getters and the resolved dump stored in checkpoints and run logs.
+ *
+ * Every value is kept as canonical text plus its parsed form. The dump writes
+ * the text back, so a dump reloads to exactly the same values (reals keep the
+ * digits they were given rather than a re-printed double). A load either
+ * applies all of a file or nothing of it. */
+#define _POSIX_C_SOURCE 200809L /* getline, open_memstream */
+#include "lfs/config.h"
+
+#include <errno.h>
+#include <ini.h>
+#include <limits.h>
+#include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/types.h>
+
+#include "lfs/log.h"
+
+static const char *const lfs_cfg_sections[] = {"run",    "data",  "model",     "head",
+                                               "search", "optim", "checkpoint"};
+enum { LFS_CFG_NSECTIONS = sizeof lfs_cfg_sections / sizeof lfs_cfg_sections[0] };
+
+/* inih needs 3 bytes beyond the longest line ('\r', '\n', '\0'): a dumped
+ * "key = value" longer than this could not be read back. */
+enum { LFS_CFG_MAX_LINE = INI_MAX_LINE - 3 };
+enum { LFS_CFG_MSG = 2048 };
+
+typedef struct {
+  char *text;   /* canonical text, written by the dump */
+  char *origin; /* "default", "--set" or "path:line" */
+  int64_t i;
+  double r;
+  int b;
+  int choice;
+} lfs_cfg_value;
+
+struct lfs_config {
+  lfs_cfg_value *values; /* [lfs_cfg_schema_count], in schema order */
+};
+
+/* ---- small string helpers ---------------------------------------------------------- */
+
+static char *lfs_cfg_strndup(const char *s, size_t n) {
+  char *d = lfs_malloc(n + 1);
+  memcpy(d, s, n);
+  d[n] = '\0';
+  return d;
+}
+
+static char *lfs_cfg_strdup(const char *s) { return lfs_cfg_strndup(s, strlen(s)); }
+
+static int lfs_cfg_is_blank(char c) { return c == ' ' || c == '\t' || c == '\r' || c == '\n'; }
+
+/* Copies s without leading and trailing blanks into out (truncating to n). */
+static void lfs_cfg_trim(const char *s, size_t len, char *out, size_t n) {
+  while (len > 0 && lfs_cfg_is_blank(*s)) s++, len--;
+  while (len > 0 && lfs_cfg_is_blank(s[len - 1])) len--;
+  if (len >= n) len = n - 1;
+  memcpy(out, s, len);
+  out[len] = '\0';
+}
+
+/* Appends formatted text to the string in buf (size n), truncating quietly. */
+__attribute__((format(printf, 3, 4))) static void lfs_cfg_append(char *buf, size_t n,
+                                                                  const char *fmt, ...) {
+  size_t used = strlen(buf);
+  if (used + 1 >= n) return;
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(buf + used, n - used, fmt, ap);
+  va_end(ap);
+}
+
+static int lfs_cfg_ieq(const char *a, const char *b) {
+  for (; *a && *b; a++, b++) {
+    char x = (*a >= 'A' && *a <= 'Z') ? (char)(*a - 'A' + 'a') : *a;
+    char y = (*b >= 'A' && *b <= 'Z') ? (char)(*b - 'A' + 'a') : *b;
+    if (x != y) return 0;
+  }
+  return *a == *b;
+}
+
+/* Edit distance, for "did you mean" hints; long names are never close. */
+static size_t lfs_cfg_distance(const char *a, const char *b) {
+  size_t la = strlen(a), lb = strlen(b);
+  if (la > 63 || lb > 63) return SIZE_MAX;
+  size_t prev[64], cur[64];
+  for (size_t j = 0; j <= lb; j++) prev[j] = j;
+  for (size_t i = 1; i <= la; i++) {
+    cur[0] = i;
+    for (size_t j = 1; j <= lb; j++) {
+      size_t sub = prev[j - 1] + (a[i - 1] != b[j - 1]);
+      size_t del = prev[j] + 1, ins = cur[j - 1] + 1;
+      cur[j] = sub < del ? (sub < ins ? sub : ins) : (del < ins ? del : ins);
+    }
+    memcpy(prev, cur, (lb + 1) * sizeof prev[0]);
+  }
+  return prev[lb];
+}
+
+static int lfs_cfg_close_enough(const char *typed, const char *known) {
+  size_t d = lfs_cfg_distance(typed, known);
+  return d <= 2 && d < strlen(known);
+}
+
+/* ---- schema look-ups ----------------------------------------------------------------- */
+
+static int lfs_cfg_section_known(const char *section) {
+  for (size_t s = 0; s < LFS_CFG_NSECTIONS; s++)
+    if (strcmp(section, lfs_cfg_sections[s]) == 0) return 1;
+  return 0;
+}
+
+static long lfs_cfg_find(const char *section, const char *key) {
+  for (size_t k = 0; k < lfs_cfg_schema_count; k++)
+    if (strcmp(lfs_cfg_schema[k].section, section) == 0 && strcmp(lfs_cfg_schema[k].key, key) == 0)
+      return (long)k;
+  return -1;
+}
+
+/* "section.key" -> schema index, or -1. */
+static long lfs_cfg_find_name(const char *name) {
+  const char *dot = strchr(name, '.');
+  if (!dot || (size_t)(dot - name) >= 64) return -1;
+  char section[64];
+  memcpy(section, name, (size_t)(dot - name));
+  section[dot - name] = '\0';
+  return lfs_cfg_find(section, dot + 1);
+}
+
+/* "unknown section [x] (known: ...)" with a hint when the name is a near miss. */
+static void lfs_cfg_unknown_section(const char *section, char *buf, size_t n) {
+  snprintf(buf, n, "unknown section [%s] (known: ", section);
+  const char *hint = NULL;
+  for (size_t s = 0; s < LFS_CFG_NSECTIONS; s++) {
+    lfs_cfg_append(buf, n, "%s%s", s ? ", " : "", lfs_cfg_sections[s]);
+    if (!hint && lfs_cfg_close_enough(section, lfs_cfg_sections[s])) hint = lfs_cfg_sections[s];
+  }
+  lfs_cfg_append(buf, n, ")");
+  if (hint) lfs_cfg_append(buf, n, "; did you mean [%s]?", hint);
+}
+
+/* "unknown key "x" in [s] (known: ...)", pointing at the right section when the
+ * key exists elsewhere, or at a near miss. */
+static void lfs_cfg_unknown_key(const char *section, const char *key, char *buf, size_t n) {
+  snprintf(buf, n, "unknown key \"%s\" in [%s] (known: ", key, section);
+  const char *near = NULL, *home = NULL;
+  int first = 1;
+  for (size_t k = 0; k < lfs_cfg_schema_count; k++) {
+    const lfs_cfg_key *s = &lfs_cfg_schema[k];
+    if (strcmp(s->section, section) != 0) {
+      if (!home && strcmp(s->key, key) == 0) home = s->section;
+      continue;
+    }
+    lfs_cfg_append(buf, n, "%s%s", first ? "" : ", ", s->key);
+    first = 0;
+    if (!near && lfs_cfg_close_enough(key, s->key)) near = s->key;
+  }
+  lfs_cfg_append(buf, n, ")");
+  if (home)
+    lfs_cfg_append(buf, n, "; \"%s\" belongs in [%s]", key, home);
+  else if (near)
+    lfs_cfg_append(buf, n, "; did you mean \"%s\"?", near);
+}
+
+/* ---- values ---------------------------------------------------------------------------- */
+
+static void lfs_cfg_range(const lfs_cfg_key *k, char *buf, size_t n) {
+  if (k->type == LFS_CFG_INT) {
+    snprintf(buf, n, "[%.0f, %.0f]", k->min, k->max);
+  } else if (isinf(k->max)) {
+    snprintf(buf, n, "%c%g, inf)", k->min_exclusive ? '(' : '[', k->min);
+  } else {
+    snprintf(buf, n, "%c%g, %g]", k->min_exclusive ? '(' : '[', k->min, k->max);
+  }
+}
+
+static int lfs_cfg_in_range(const lfs_cfg_key *k, double v) {
+  if (k->min_exclusive ? !(v > k->min) : !(v >= k->min)) return 0;
+  return v <= k->max;
+}
+
+/* Index of text in a '|' separated choice list, or -1. */
+static int lfs_cfg_choice_index(const char *choices, const char *text) {
+  size_t len = strlen(text);
+  int index = 0;
+  for (const char *p = choices;; index++) {
+    const char *bar = strchr(p, '|');
+    size_t n = bar ? (size_t)(bar - p) : strlen(p);
+    if (n == len && strncmp(p, text, n) == 0) return index;
+    if (!bar) return -1;
+    p = bar + 1;
+  }
+}
+
+/* Text that inih would read back differently (or not at all) cannot go into the
+ * dump that checkpoints keep; says why in why (size n) and returns -1. */
+static int lfs_cfg_unstorable(const lfs_cfg_key *k, const char *text, char *why, size_t n) {
+  size_t len = strlen(text), most = LFS_CFG_MAX_LINE - 3 - strlen(k->key);
+  for (const char *p = text; *p; p++) {
+    unsigned char c = (unsigned char)*p;
+    if (c < 0x20 || c == 0x7f) {
+      snprintf(why, n, "contains a control character (byte %u at %zu)", c, (size_t)(p - text));
+      return -1;
+    }
+    if (c == ';' && (p == text || p[-1] == ' ' || p[-1] == '\t')) {
+      snprintf(why, n, "a ';' at the start or after a blank would be read as a comment");
+      return -1;
+    }
+  }
+  if (len && (lfs_cfg_is_blank(text[0]) || lfs_cfg_is_blank(text[len - 1]))) {
+    snprintf(why, n, "leading or trailing blanks would be lost");
+    return -1;
+  }
+  if (len > most) {
+    snprintf(why, n, "too long (%zu characters; at most %zu for this key)", len, most);
+    return -1;
+  }
+  return 0;
+}
+
+static int lfs_cfg_parse_int(const lfs_cfg_key *k, const char *text, lfs_cfg_value *v,
+                             char *why, size_t n) {
+  char range[96];
+  lfs_cfg_range(k, range, sizeof range);
+  char *end = NULL;
+  errno = 0;
+  long long x = text[0] && !lfs_cfg_is_blank(text[0]) ? strtoll(text, &end, 10) : 0;
+  if (!end || end == text || *end != '\0') {
+    snprintf(why, n, "[%s] %s = \"%s\": not an integer (expected an integer in %s)", k->section,
+             k->key, text, range);
+    return -1;
+  }
+  if (errno == ERANGE || !lfs_cfg_in_range(k, (double)x)) {
+    snprintf(why, n, "[%s] %s = %s out of range %s", k->section, k->key, text, range);
+    return -1;
+  }
+  char canon[32];
+  snprintf(canon, sizeof canon, "%lld", x);
+  v->text = lfs_cfg_strdup(canon);
+  v->i = x;
+  v->r = (double)x;
+  return 0;
+}
+
+static int lfs_cfg_parse_real(const lfs_cfg_key *k, const char *text, lfs_cfg_value *v,
+                              char *why, size_t n) {
+  char range[96];
+  lfs_cfg_range(k, range, sizeof range);
+  char *end = NULL;
+  double x = text[0] && !lfs_cfg_is_blank(text[0]) ? strtod(text, &end) : 0.0;
+  if (!end || end == text || *end != '\0' || !isfinite(x)) {
+    snprintf(why, n, "[%s] %s = \"%s\": not %s (expected a real in %s)", k->section, k->key,
+             text, end && end != text && *end == '\0' ? "a finite number" : "a number", range);
+    return -1;
+  }
+  if (!lfs_cfg_in_range(k, x)) {
+    snprintf(why, n, "[%s] %s = %s out of range %s", k->section, k->key, text, range);
+    return -1;
+  }
+  v->text = lfs_cfg_strdup(text);
+  v->r = x;
+  return 0;
+}
+
+static int lfs_cfg_parse_bool(const lfs_cfg_key *k, const char *text, lfs_cfg_value *v,
+                              char *why, size_t n) {
+  static const char *const yes[] = {"true", "yes", "on", "1"};
+  static const char *const no[] = {"false", "no", "off", "0"};
+  for (int j = 0; j < 4; j++) {
+    if (lfs_cfg_ieq(text, yes[j]) || lfs_cfg_ieq(text, no[j])) {
+      v->b = lfs_cfg_ieq(text, yes[j]);
+      v->text = lfs_cfg_strdup(v->b ? "true" : "false");
+      return 0;
+    }
+  }
+  snprintf(why, n, "[%s] %s = \"%s\": not a boolean (expected true|false|yes|no|on|off|1|0)",
+           k->section, k->key, text);
+  return -1;
+}
+
+/* Parses text as the value of key k into *v (text and typed value; v->origin is
+ * left alone). On failure writes "[section] key = ...: why" and returns -1. */
+static int lfs_cfg_parse(const lfs_cfg_key *k, const char *text, lfs_cfg_value *v, char *why,
+                         size_t n) {
+  memset(v, 0, sizeof *v);
+  char bad[256];
+  if (lfs_cfg_unstorable(k, text, bad, sizeof bad)) {
+    snprintf(why, n, "[%s] %s = \"%s\": %s", k->section, k->key, text, bad);
+    return -1;
+  }
+  switch (k->type) {
+    case LFS_CFG_INT: return lfs_cfg_parse_int(k, text, v, why, n);
+    case LFS_CFG_REAL: return lfs_cfg_parse_real(k, text, v, why, n);
+    case LFS_CFG_BOOL: return lfs_cfg_parse_bool(k, text, v, why, n);
+    case LFS_CFG_CHOICE:
+      v->choice = lfs_cfg_choice_index(k->choices, text);
+      if (v->choice < 0) {
+        snprintf(why, n, "[%s] %s = \"%s\": not one of %s", k->section, k->key, text, k->choices);
+        return -1;
+      }
+      v->text = lfs_cfg_strdup(text);
+      return 0;
+    case LFS_CFG_STRING: v->text = lfs_cfg_strdup(text); return 0;
+  }
+  lfs_fatal("config: [%s] %s has an unknown type %d", k->section, k->key, (int)k->type);
+}
+
+static void lfs_cfg_value_free(lfs_cfg_value *v) {
+  free(v->text);
+  free(v->origin);
+  v->text = v->origin = NULL;
+}
+
+/* Moves *src (parsed) into *dst with the given origin. */
+static void lfs_cfg_value_replace(lfs_cfg_value *dst, lfs_cfg_value *src, const char *origin) {
+  lfs_cfg_value_free(dst);
+  *dst = *src;
+  dst->origin = lfs_cfg_strdup(origin);
+  src->text = src->origin = NULL;
+}
+
+/* ---- the schema checks itself ---------------------------------------------------------- */
+
+static void lfs_cfg_check_key(size_t idx) {
+  const lfs_cfg_key *k = &lfs_cfg_schema[idx];
+  if (!k->section || !lfs_cfg_section_known(k->section) || !k->key || !k->key[0] ||
+      strpbrk(k->key, ".=:;[] \t") || !k->default_value || !k->help)
+    lfs_fatal("config schema: entry %zu is malformed", idx);
+  if (lfs_cfg_find(k->section, k->key) != (long)idx)
+    lfs_fatal("config schema: [%s] %s is listed twice", k->section, k->key);
+  if (k->type == LFS_CFG_CHOICE && !k->choices)
+    lfs_fatal("config schema: [%s] %s has no choices", k->section, k->key);
+  if ((k->type == LFS_CFG_INT || k->type == LFS_CFG_REAL) && !(k->min <= k->max))
+    lfs_fatal("config schema: [%s] %s has an empty range", k->section, k->key);
+  if (strlen(k->help) + 2 > LFS_CFG_MAX_LINE)
+    lfs_fatal("config schema: [%s] %s has a help text too long to dump", k->section, k->key);
+  char why[LFS_CFG_MSG];
+  lfs_cfg_value v;
+  if (lfs_cfg_parse(k, k->default_value, &v, why, sizeof why) != 0)
+    lfs_fatal("config schema: bad default: %s", why);
+  lfs_cfg_value_free(&v);
+}
+
+static void lfs_cfg_check_schema(void) {
+  static int checked = 0;
+  if (checked) return;
+  for (size_t k = 0; k < lfs_cfg_schema_count; k++) lfs_cfg_check_key(k);
+  checked = 1;
+}
+
+/* ---- life cycle -------------------------------------------------------------------------- */
+
+lfs_config *lfs_config_new(void) {
+  lfs_cfg_check_schema();
+  lfs_config *cfg = lfs_calloc(1, sizeof *cfg);
+  cfg->values = lfs_calloc(lfs_cfg_schema_count, sizeof *cfg->values);
+  char why[LFS_CFG_MSG];
+  for (size_t k = 0; k < lfs_cfg_schema_count; k++) {
+    lfs_cfg_value v;
+    if (lfs_cfg_parse(&lfs_cfg_schema[k], lfs_cfg_schema[k].default_value, &v, why, sizeof why))
+      lfs_fatal("config schema: bad default: %s", why);
+    lfs_cfg_value_replace(&cfg->values[k], &v, "default");
+  }
+  return cfg;
+}
+
+void lfs_config_free(lfs_config *cfg) {
+  if (!cfg) return;
+  for (size_t k = 0; k < lfs_cfg_schema_count; k++) lfs_cfg_value_free(&cfg->values[k]);
+  free(cfg->values);
+  free(cfg);
+}
+
+/* ---- loading INI text ---------------------------------------------------------------------- */
+
+typedef struct {
+  const char *origin; /* path or name used in messages */
+  FILE *fp;           /* source: a file ... */
+  const char *text;   /* ... or a string */
+  size_t pos;
+  char *linebuf; /* getline's buffer */
+  size_t linecap;
+  int line;     /* lines handed to inih so far: inih reads one line per call */
+  int stop;     /* stop reading (line too long or read error) */
+  int read_errno;
+  int err_line; /* line of the first error, 0 = none */
+  char msg[LFS_CFG_MSG];
+  lfs_cfg_value *staged; /* [schema count]; text NULL where the input did not set it */
+  int *staged_line;
+} lfs_cfg_load;
+
+/* Records an error at line unless an earlier line already has one. */
+__attribute__((format(printf, 3, 4))) static void lfs_cfg_fail(lfs_cfg_load *ld, int line,
+                                                                const char *fmt, ...) {
+  if (ld->err_line && ld->err_line <= line) return;
+  ld->err_line = line;
+  snprintf(ld->msg, sizeof ld->msg, "%s:%d: ", ld->origin, line);
+  size_t used = strlen(ld->msg);
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(ld->msg + used, sizeof ld->msg - used, fmt, ap);
+  va_end(ap);
+}
+
+/* The next raw line (with its '\n' if any) of the source; 0 at the end. */
+static int lfs_cfg_next_line(lfs_cfg_load *ld, const char **p, size_t *len) {
+  if (ld->fp) {
+    errno = 0;
+    ssize_t n = getline(&ld->linebuf, &ld->linecap, ld->fp);
+    if (n < 0) {
+      if (ferror(ld->fp)) ld->read_errno = errno ? errno : EIO;
+      return 0;
+    }
+    *p = ld->linebuf;
+    *len = (size_t)n;
+    return 1;
+  }
+  if (!ld->text[ld->pos]) return 0;
+  const char *start = ld->text + ld->pos;
+  const char *nl = strchr(start, '\n');
+  *len = nl ? (size_t)(nl - start) + 1 : strlen(start);
+  *p = start;
+  ld->pos += *len;
+  return 1;
+}
+
+/* Section headers are checked here rather than in the handler: inih calls the
+ * handler only for keys, so "[modle]" would otherwise pass unnoticed or be
+ * blamed on the line of its first key. */
+static void lfs_cfg_check_header(lfs_cfg_load *ld, const char *line) {
+  const char *close = strchr(line, ']');
+  if (!close) return; /* inih reports it as a syntax error */
+  char name[256];
+  lfs_cfg_trim(line + 1, (size_t)(close - line - 1), name, sizeof name);
+  if (lfs_cfg_section_known(name)) return;
+  char why[LFS_CFG_MSG];
+  lfs_cfg_unknown_section(name, why, sizeof why);
+  lfs_cfg_fail(ld, ld->line, "%s", why);
+}
+
+static char *lfs_cfg_reader(char *str, int num, void *stream) {
+  lfs_cfg_load *ld = stream;
+  const char *p;
+  size_t len;
+  if (ld->stop || !lfs_cfg_next_line(ld, &p, &len)) return NULL;
+  ld->line++;
+  if (ld->line == 1 && len >= 3 && memcmp(p, "\xEF\xBB\xBF", 3) == 0) p += 3, len -= 3;
+  /* inih takes an indented line as the continuation of the previous value (or as
+   * the same key again); a configuration has no multi-line values, so indentation
+   * is only layout. */
+  while (len > 0 && (*p == ' ' || *p == '\t')) p++, len--;
+  size_t body = len;
+  while (body > 0 && (p[body - 1] == '\n' || p[body - 1] == '\r')) body--;
+  if (body + 3 > (size_t)num) {
+    lfs_cfg_fail(ld, ld->line, "line too long (%zu characters; at most %d)", body, num - 3);
+    ld->stop = 1;
+    return NULL;
+  }
+  memcpy(str, p, len);
+  str[len] = '\0';
+  if (str[0] == '[') lfs_cfg_check_header(ld, str);
+  return str;
+}
+
+static int lfs_cfg_handler(void *user, const char *section, const char *name, const char *value) {
+  lfs_cfg_load *ld = user;
+  char sec[256], why[LFS_CFG_MSG];
+  if (ld->err_line || !name) return 1; /* first error only; inih builds may report bare headers */
+  if (!value) { /* an inih built with INI_ALLOW_NO_VALUE */
+    lfs_cfg_fail(ld, ld->line, "\"%s\" has no value (expected key = value)", name);
+    return 1;
+  }
+  lfs_cfg_trim(section, strlen(section), sec, sizeof sec);
+  if (!sec[0]) {
+    lfs_cfg_fail(ld, ld->line, "key \"%s\" outside any section (start with a [section] line)", name);
+    return 1;
+  }
+  if (!lfs_cfg_section_known(sec)) return 1; /* the reader reported the header */
+  long idx = lfs_cfg_find(sec, name);
+  if (idx < 0) {
+    lfs_cfg_unknown_key(sec, name, why, sizeof why);
+    lfs_cfg_fail(ld, ld->line, "%s", why);
+  } else if (ld->staged_line[idx]) {
+    lfs_cfg_fail(ld, ld->line, "[%s] %s given twice (first at %s:%d)", sec, name, ld->origin,
+                 ld->staged_line[idx]);
+  } else if (lfs_cfg_parse(&lfs_cfg_schema[idx], value, &ld->staged[idx], why, sizeof why)) {
+    lfs_cfg_fail(ld, ld->line, "%s", why);
+  } else {
+    ld->staged_line[idx] = ld->line;
+  }
+  return 1;
+}
+
+#if INI_HANDLER_LINENO
+/* inih built to pass line numbers: ours are counted by the reader anyway. */
+static int lfs_cfg_handler_lineno(void *user, const char *section, const char *name,
+                                  const char *value, int lineno) {
+  (void)lineno;
+  return lfs_cfg_handler(user, section, name, value);
+}
+#define LFS_CFG_HANDLER lfs_cfg_handler_lineno
+#else
+#define LFS_CFG_HANDLER lfs_cfg_handler
+#endif
+
+static void lfs_cfg_commit(lfs_config *cfg, lfs_cfg_load *ld) {
+  char origin[LFS_CFG_MSG];
+  for (size_t k = 0; k < lfs_cfg_schema_count; k++) {
+    if (!ld->staged_line[k]) continue;
+    snprintf(origin, sizeof origin, "%s:%d", ld->origin, ld->staged_line[k]);
+    lfs_cfg_value_replace(&cfg->values[k], &ld->staged[k], origin);
+  }
+}
+
+static int lfs_cfg_finish(lfs_config *cfg, lfs_cfg_load *ld, char *err, size_t errlen) {
+  int rc = ini_parse_stream(lfs_cfg_reader, ld, LFS_CFG_HANDLER, ld);
+  if (rc > 0)
+    lfs_cfg_fail(ld, rc, "cannot parse this line (expected [section], key = value, or a comment)");
+  if (ld->read_errno)
+    snprintf(ld->msg, sizeof ld->msg, "%s: read error: %s", ld->origin, strerror(ld->read_errno));
+  else if (rc < 0)
+    snprintf(ld->msg, sizeof ld->msg, "%s: inih failed (code %d)", ld->origin, rc);
+  int ok = !ld->read_errno && rc == 0 && !ld->err_line;
+  if (ok) lfs_cfg_commit(cfg, ld);
+  else if (err && errlen) snprintf(err, errlen, "%s", ld->msg);
+  for (size_t k = 0; k < lfs_cfg_schema_count; k++) lfs_cfg_value_free(&ld->staged[k]);
+  free(ld->staged);
+  free(ld->staged_line);
+  free(ld->linebuf);
+  return ok ? 0 : -1;
+}
+
+static void lfs_cfg_load_init(lfs_cfg_load *ld, const char *origin) {
+  memset(ld, 0, sizeof *ld);
+  ld->origin = origin;
+  ld->staged = lfs_calloc(lfs_cfg_schema_count, sizeof *ld->staged);
+  ld->staged_line = lfs_calloc(lfs_cfg_schema_count, sizeof *ld->staged_line);
+}
+
+int lfs_config_load_file(lfs_config *cfg, const char *path, char *err, size_t errlen) {
+  LFS_ASSERT(cfg && path);
+  FILE *fp = fopen(path, "r");
+  if (!fp) {
+    if (err && errlen) snprintf(err, errlen, "%s: cannot open: %s", path, strerror(errno));
+    return -1;
+  }
+  lfs_cfg_load ld;
+  lfs_cfg_load_init(&ld, path);
+  ld.fp = fp;
+  int rc = lfs_cfg_finish(cfg, &ld, err, errlen);
+  fclose(fp);
+  return rc;
+}
+
+int lfs_config_load_string(lfs_config *cfg, const char *text, const char *origin, char *err,
+                           size_t errlen) {
+  LFS_ASSERT(cfg && text);
+  lfs_cfg_load ld;
+  lfs_cfg_load_init(&ld, origin ? origin : "<string>");
+  ld.text = text;
+  return lfs_cfg_finish(cfg, &ld, err, errlen);
+}
+
+/* ---- overrides ------------------------------------------------------------------------------ */
+
+int lfs_config_set(lfs_config *cfg, const char *assignment, char *err, size_t errlen) {
+  LFS_ASSERT(cfg && assignment);
+  char section[256], key[256], why[LFS_CFG_MSG];
+  const char *eq = strchr(assignment, '=');
+  const char *dot = eq ? memchr(assignment, '.', (size_t)(eq - assignment)) : NULL;
+  if (dot) {
+    lfs_cfg_trim(assignment, (size_t)(dot - assignment), section, sizeof section);
+    lfs_cfg_trim(dot + 1, (size_t)(eq - dot - 1), key, sizeof key);
+  }
+  if (!dot || !section[0] || !key[0]) {
+    snprintf(why, sizeof why, "expected section.key=value");
+  } else if (!lfs_cfg_section_known(section)) {
+    lfs_cfg_unknown_section(section, why, sizeof why);
+  } else if (lfs_cfg_find(section, key) < 0) {
+    lfs_cfg_unknown_key(section, key, why, sizeof why);
+  } else {
+    long idx = lfs_cfg_find(section, key);
+    size_t vlen = strlen(eq + 1);
+    char *value = lfs_malloc(vlen + 1);
+    lfs_cfg_trim(eq + 1, vlen, value, vlen + 1);
+    lfs_cfg_value v;
+    int rc = lfs_cfg_parse(&lfs_cfg_schema[idx], value, &v, why, sizeof why);
+    free(value);
+    if (rc == 0) {
+      lfs_cfg_value_replace(&cfg->values[idx], &v, "--set");
+      return 0;
+    }
+  }
+  if (err && errlen) snprintf(err, errlen, "--set %s: %s", assignment, why);
+  return -1;
+}
+
+/* ---- getters ---------------------------------------------------------------------------------- */
+
+#define LFS_CFG_T(t) (1u << (t))
+
+/* The value of "section.key"; asking for a name outside the schema or with the
+ * wrong type is a bug in the caller, never in the user's input. */
+static const lfs_cfg_value *lfs_cfg_get(const lfs_config *cfg, const char *name, unsigned types,
+                                        const char *want) {
+  LFS_ASSERT(cfg && name);
+  long idx = lfs_cfg_find_name(name);
+  if (idx < 0) lfs_fatal("config: no key \"%s\" in the schema (expected section.key)", name);
+  if (!(types & LFS_CFG_T(lfs_cfg_schema[idx].type)))
+    lfs_fatal("config: %s is not %s (type %d in the schema)", name, want,
+              (int)lfs_cfg_schema[idx].type);
+  return &cfg->values[idx];
+}
+
+int64_t lfs_config_int(const lfs_config *cfg, const char *name) {
+  return lfs_cfg_get(cfg, name, LFS_CFG_T(LFS_CFG_INT), "an integer")->i;
+}
+
+double lfs_config_real(const lfs_config *cfg, const char *name) {
+  return lfs_cfg_get(cfg, name, LFS_CFG_T(LFS_CFG_REAL), "a real")->r;
+}
+
+int lfs_config_bool(const lfs_config *cfg, const char *name) {
+  return lfs_cfg_get(cfg, name, LFS_CFG_T(LFS_CFG_BOOL), "a boolean")->b;
+}
+
+/* Also answers for choices: their text is what log lines and file names want. */
+const char *lfs_config_string(const lfs_config *cfg, const char *name) {
+  unsigned types = LFS_CFG_T(LFS_CFG_STRING) | LFS_CFG_T(LFS_CFG_CHOICE);
+  return lfs_cfg_get(cfg, name, types, "a string or a choice")->text;
+}
+
+int lfs_config_choice(const lfs_config *cfg, const char *name) {
+  return lfs_cfg_get(cfg, name, LFS_CFG_T(LFS_CFG_CHOICE), "a choice")->choice;
+}
+
+const char *lfs_config_origin(const lfs_config *cfg, const char *name) {
+  return lfs_cfg_get(cfg, name, ~0u, "")->origin;
+}
+
+/* ---- dump -------------------------------------------------------------------------------------- */
+
+char *lfs_config_dump(const lfs_config *cfg) {
+  LFS_ASSERT(cfg);
+  char *buf = NULL;
+  size_t size = 0;
+  FILE *f = open_memstream(&buf, &size);
+  if (!f) lfs_fatal("open_memstream failed: %s", strerror(errno));
+  fprintf(f, "; lfsearch configuration: every key, resolved\n");
+  for (size_t s = 0; s < LFS_CFG_NSECTIONS; s++) {
+    fprintf(f, "\n[%s]\n", lfs_cfg_sections[s]);
+    for (size_t k = 0; k < lfs_cfg_schema_count; k++) {
+      const lfs_cfg_key *key = &lfs_cfg_schema[k];
+      if (strcmp(key->section, lfs_cfg_sections[s]) != 0) continue;
+      const char *text = cfg->values[k].text;
+      fprintf(f, "; %s\n%s =%s%s\n", key->help, key->key, text[0] ? " " : "", text);
+    }
+  }
+  if (fclose(f) != 0 || !buf) lfs_fatal("writing the configuration dump failed");
+  return buf;
+}

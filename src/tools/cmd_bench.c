@@ -1,0 +1,170 @@
+/* cmd_bench.c: `lfsearch bench`: times forward and backward (training mode) of
+ * single layers and of an insightface iresnet block on the CPU backend, and
+ * prints achieved GFLOP/s next to the OpenBLAS SGEMM rate measured in the same
+ * run, for each requested thread count. Compute-bound layers report GFLOP/s
+ * (backward counted as twice the forward's multiply-adds); memory-bound ones
+ * report GB/s of activation traffic. */
+#include <cblas.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "lfs/graph.h"
+#include "lfs/log.h"
+#include "lfs/models.h"
+#include "lfs/philox.h"
+#include "lfs/runtime.h"
+#include "lfs/timer.h"
+#include "tools/commands.h"
+
+typedef struct {
+  int threads[8], nthreads;
+  int reps, batch;
+} bench_opts;
+
+typedef enum { CASE_COMPUTE, CASE_MEMORY } case_kind;
+
+static double best_of(double a, double b) { return a < b ? a : b; }
+
+static void fill_random(float *x, size_t n, uint32_t tag) {
+  const lfs_rng rng = lfs_rng_make(12345, LFS_RNG_TEST, tag, 0);
+  for (size_t i = 0; i < n; i++) x[i] = 2.0f * lfs_rng_uniform(&rng, i) - 1.0f;
+}
+
+/* OpenBLAS's own controls (lfsearch keeps it at one thread, see gemm.c). */
+extern void openblas_set_num_threads(int num_threads);
+
+/* Best-of-reps rate of OpenBLAS's own threaded SGEMM on a square 1024 problem,
+ * in GFLOP/s: the reference the layers are measured against. */
+static double sgemm_rate(int reps, int threads) {
+  const int n = 1024;
+  float *a = lfs_alloc_floats((size_t)n * n), *b = lfs_alloc_floats((size_t)n * n),
+        *c = lfs_alloc_floats((size_t)n * n);
+  fill_random(a, (size_t)n * n, 1);
+  fill_random(b, (size_t)n * n, 2);
+  double best = 1e30;
+  openblas_set_num_threads(threads);
+  for (int r = 0; r <= reps; r++) {
+    double t0 = lfs_now();
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, n, n, n, 1.0f, a, n, b, n, 0.0f, c, n);
+    if (r > 0) best = best_of(best, lfs_now() - t0); /* r = 0 warms up */
+  }
+  openblas_set_num_threads(1);
+  free(a), free(b), free(c);
+  return 2.0 * n * n * (double)n / best * 1e-9;
+}
+
+typedef struct {
+  const char *name;
+  case_kind kind;
+  lfs_shape input;
+  void (*build)(lfs_graph *g);
+} bench_case;
+
+static void build_conv3(lfs_graph *g) { lfs_graph_add(g, lfs_conv2d("conv", 64, 3, 1, 1, 1, 0), LFS_GRAPH_INPUT, -1); }
+static void build_conv3_s2(lfs_graph *g) { lfs_graph_add(g, lfs_conv2d("conv", 128, 3, 2, 1, 1, 0), LFS_GRAPH_INPUT, -1); }
+static void build_conv1_s2(lfs_graph *g) { lfs_graph_add(g, lfs_conv2d("conv", 128, 1, 2, 0, 1, 0), LFS_GRAPH_INPUT, -1); }
+static void build_depthwise(lfs_graph *g) { lfs_graph_add(g, lfs_conv2d("conv", 64, 3, 1, 1, 64, 0), LFS_GRAPH_INPUT, -1); }
+static void build_bn(lfs_graph *g) { lfs_graph_add(g, lfs_batchnorm("bn", 1e-5f, 0.1f, 0), LFS_GRAPH_INPUT, -1); }
+static void build_prelu(lfs_graph *g) { lfs_graph_add(g, lfs_prelu("prelu"), LFS_GRAPH_INPUT, -1); }
+static void build_linear(lfs_graph *g) { lfs_graph_add(g, lfs_linear("fc", 512, 1), LFS_GRAPH_INPUT, -1); }
+static void build_block(lfs_graph *g) { lfs_iresnet_block(g, "layer2.0", LFS_GRAPH_INPUT, 128, 2, 1); }
+
+static const bench_case cases[] = {
+    {"conv3x3 64->64 s1", CASE_COMPUTE, {0, 64, 56, 56}, build_conv3},
+    {"conv3x3 64->128 s2", CASE_COMPUTE, {0, 64, 56, 56}, build_conv3_s2},
+    {"conv1x1 64->128 s2", CASE_COMPUTE, {0, 64, 56, 56}, build_conv1_s2},
+    {"depthwise3x3 64 s1", CASE_COMPUTE, {0, 64, 56, 56}, build_depthwise},
+    {"batchnorm2d 64", CASE_MEMORY, {0, 64, 56, 56}, build_bn},
+    {"prelu 64", CASE_MEMORY, {0, 64, 56, 56}, build_prelu},
+    {"linear 25088->512", CASE_COMPUTE, {0, 512, 7, 7}, build_linear},
+    {"iresnet block 64->128 s2", CASE_COMPUTE, {0, 64, 56, 56}, build_block},
+};
+enum { case_count = sizeof cases / sizeof cases[0] };
+
+static void time_case(const bench_case *c, const bench_opts *o, double gemm_rate) {
+  lfs_graph g;
+  lfs_graph_init(&g);
+  c->build(&g);
+  lfs_shape in = c->input;
+  in.n = o->batch;
+  char err[256];
+  if (lfs_graph_build(&g, lfs_backend_cpu(), in, 1, err, sizeof err) != 0) lfs_fatal("%s", err);
+  lfs_graph_init_params(&g, 7);
+  float *x = lfs_alloc_floats(lfs_shape_count(in));
+  const size_t nout = lfs_shape_count(lfs_graph_output_shape(&g));
+  float *dy = lfs_alloc_floats(nout);
+  fill_random(x, lfs_shape_count(in), 3);
+  fill_random(dy, nout, 4);
+  lfs_pass ps = {.be = g.be, .params = &g.params, .training = 1, .seed = 1, .step = 0};
+  double fwd = 1e30, bwd = 1e30;
+  for (int r = 0; r <= o->reps; r++) {
+    double t0 = lfs_now();
+    lfs_graph_forward(&g, &ps, x);
+    double t1 = lfs_now();
+    lfs_graph_backward(&g, &ps, x, dy);
+    double t2 = lfs_now();
+    if (r == 0) continue; /* warm-up: workspace allocation, page faults */
+    fwd = best_of(fwd, t1 - t0);
+    bwd = best_of(bwd, t2 - t1);
+  }
+  const double macs = lfs_graph_macs(&g);
+  if (c->kind == CASE_COMPUTE) {
+    const double fwd_gf = 2 * macs / fwd * 1e-9, all_gf = 6 * macs / (fwd + bwd) * 1e-9;
+    lfs_info("  %-26s %9.3f %9.3f %10.1f %10.1f %7.0f%%", c->name, fwd * 1e3, bwd * 1e3, fwd_gf,
+             all_gf, 100.0 * all_gf / gemm_rate);
+  } else {
+    /* forward reads x, writes y; backward reads x, dy and writes dx: 5 tensors */
+    const double bytes = 5.0 * lfs_shape_count(in) * sizeof(float);
+    lfs_info("  %-26s %9.3f %9.3f %21.1f GB/s", c->name, fwd * 1e3, bwd * 1e3, bytes / (fwd + bwd) * 1e-9);
+  }
+  free(x), free(dy);
+  lfs_graph_free(&g);
+}
+
+static void parse_threads(bench_opts *o, const char *list) {
+  char buf[128];
+  snprintf(buf, sizeof buf, "%s", list);
+  o->nthreads = 0;
+  for (char *tok = strtok(buf, ","); tok; tok = strtok(NULL, ",")) {
+    if (o->nthreads == 8) lfs_user_error("bench: at most 8 thread counts in --threads");
+    o->threads[o->nthreads++] = (int)lfs_cli_long("--threads", tok, 1, 1024);
+  }
+}
+
+static void parse_bench(bench_opts *o, int argc, char **argv) {
+  *o = (bench_opts){.threads = {1, 2}, .nthreads = 2, .reps = 5, .batch = 8};
+  for (int i = 1; i < argc; i++) {
+    const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
+    if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
+      lfs_info("usage: lfsearch bench [--threads 1,2] [--reps 5] [--batch 8]\n"
+               "  times forward+backward of single layers and an iresnet block (CPU backend)\n"
+               "  and prints GFLOP/s beside the SGEMM rate measured in the same run");
+      exit(0);
+    } else if (!strcmp(a, "--threads")) {
+      parse_threads(o, v ? v : ""), i++;
+    } else if (!strcmp(a, "--reps")) {
+      o->reps = (int)lfs_cli_long(a, v, 1, 1000), i++;
+    } else if (!strcmp(a, "--batch")) {
+      o->batch = (int)lfs_cli_long(a, v, 1, 4096), i++;
+    } else {
+      lfs_user_error("bench: unknown option \"%s\" (see `lfsearch bench --help`)", a);
+    }
+  }
+}
+
+int lfs_cmd_bench(int argc, char **argv) {
+  bench_opts o;
+  parse_bench(&o, argc, argv);
+  if (lfs_cpu_blas_hint()) lfs_info("note: %s", lfs_cpu_blas_hint());
+  for (int t = 0; t < o.nthreads; t++) {
+    lfs_set_threads(o.threads[t]);
+    const double gemm = sgemm_rate(o.reps, o.threads[t]);
+    lfs_info("threads %d, batch %d, best of %d; SGEMM (%s) 1024^3: %.1f GFLOP/s",
+             o.threads[t], o.batch, o.reps, lfs_cpu_blas_describe(), gemm);
+    lfs_info("  %-26s %9s %9s %10s %10s %8s", "case", "fwd ms", "bwd ms", "fwd GF/s", "f+b GF/s",
+             "of SGEMM");
+    for (int c = 0; c < case_count; c++) time_case(&cases[c], &o, gemm);
+  }
+  return 0;
+}

@@ -1,0 +1,21 @@
+/* commands.h: the lfsearch subcommands and the option parsing they share. */
+#ifndef LFS_COMMANDS_H
+#define LFS_COMMANDS_H
+
+#include "lfs/config.h"
+
+/* Each returns the process exit code (DESIGN §7). MPI is initialised. */
+int lfs_cmd_info(int argc, char **argv);
+int lfs_cmd_bench(int argc, char **argv);
+int lfs_cmd_demo(int argc, char **argv);
+
+/* Builds a configuration from `-c FILE` and `--set section.key=value` options
+ * (file first, then overrides in order). Unrecognised options are left in
+ * argv (compacted; *argc updated). A bad file or override is a user error. */
+lfs_config *lfs_cli_config(int *argc, char **argv);
+/* Parses a whole number option value or reports a user error naming the option. */
+long lfs_cli_long(const char *option, const char *value, long min, long max);
+/* Fails with a usage error if any argument is left over. */
+void lfs_cli_no_extra(const char *command, int argc, char **argv);
+
+#endif

@@ -1,0 +1,104 @@
+/* lfsearch.c: the `lfsearch` program: dispatches to subcommands, and holds the
+ * option helpers they share. */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "config.h"
+#include "lfs/log.h"
+#include "lfs/runtime.h"
+#include "lfs/timer.h"
+#include "tools/commands.h"
+
+typedef struct {
+  const char *name;
+  int (*run)(int argc, char **argv);
+  const char *summary;
+} command;
+
+static const command commands[] = {
+    {"info", lfs_cmd_info, "describe this build and the accelerators it can see (--devices)"},
+    {"bench", lfs_cmd_bench, "time forward+backward of layers and an iresnet block (GFLOP/s)"},
+    {"demo", lfs_cmd_demo,
+     "train the small residual demo network on synthetic random data (data parallel)"},
+};
+enum { command_count = sizeof commands / sizeof commands[0] };
+
+static void usage(FILE *out) {
+  fprintf(out,
+          "usage: lfsearch COMMAND [options]\n"
+          "       lfsearch COMMAND --help\n\ncommands:\n");
+  for (int i = 0; i < command_count; i++) fprintf(out, "  %-8s %s\n", commands[i].name, commands[i].summary);
+  fprintf(out,
+          "\ncommon options: -c FILE (INI configuration), --set section.key=value (override)\n"
+          "exit codes: 0 success, 1 runtime failure, 2 usage or input error, 3 stopped by signal\n");
+}
+
+static int is_help(const char *arg) { return !strcmp(arg, "-h") || !strcmp(arg, "--help"); }
+
+int main(int argc, char **argv) {
+  lfs_runtime_init(&argc, &argv);
+  lfs_signals_install();
+  if (argc < 2 || is_help(argv[1])) {
+    if (lfs_world_rank() == 0) usage(argc < 2 ? stderr : stdout);
+    lfs_runtime_finalize();
+    return argc < 2 ? LFS_EXIT_USAGE : LFS_EXIT_OK;
+  }
+  if (!strcmp(argv[1], "--version")) {
+    if (lfs_world_rank() == 0) printf("%s\n", PACKAGE_STRING);
+    lfs_runtime_finalize();
+    return 0;
+  }
+  for (int i = 0; i < command_count; i++) {
+    if (strcmp(argv[1], commands[i].name) != 0) continue;
+    int rc = commands[i].run(argc - 1, argv + 1);
+    lfs_runtime_finalize();
+    return rc;
+  }
+  lfs_user_error("unknown command \"%s\" (run `lfsearch --help` for the list)", argv[1]);
+}
+
+lfs_config *lfs_cli_config(int *argc, char **argv) {
+  lfs_config *cfg = lfs_config_new();
+  char err[1024];
+  int kept = 1;
+  const char *file = NULL;
+  /* the file is read first, whatever the order on the command line */
+  for (int i = 1; i < *argc; i++)
+    if (!strcmp(argv[i], "-c") || !strcmp(argv[i], "--config")) {
+      if (i + 1 >= *argc) lfs_user_error("%s needs a file name", argv[i]);
+      file = argv[++i];
+    }
+  if (file && lfs_config_load_file(cfg, file, err, sizeof err) != 0) lfs_user_error("%s", err);
+  for (int i = 1; i < *argc; i++) {
+    if (!strcmp(argv[i], "-c") || !strcmp(argv[i], "--config")) {
+      i++;
+    } else if (!strcmp(argv[i], "--set")) {
+      if (i + 1 >= *argc) lfs_user_error("--set needs section.key=value");
+      if (lfs_config_set(cfg, argv[++i], err, sizeof err) != 0) lfs_user_error("%s", err);
+    } else if (!strncmp(argv[i], "--set=", 6)) {
+      if (lfs_config_set(cfg, argv[i] + 6, err, sizeof err) != 0) lfs_user_error("%s", err);
+    } else {
+      argv[kept++] = argv[i];
+    }
+  }
+  *argc = kept;
+  return cfg;
+}
+
+long lfs_cli_long(const char *option, const char *value, long min, long max) {
+  char *end = NULL;
+  errno = 0;
+  long v = value ? strtol(value, &end, 10) : 0;
+  if (!value || !*value || *end || errno || v < min || v > max)
+    lfs_user_error("%s: \"%s\" is not a whole number in [%ld, %ld]", option, value ? value : "",
+                   min, max);
+  return v;
+}
+
+void lfs_cli_no_extra(const char *command, int argc, char **argv) {
+  if (argc > 1)
+    lfs_user_error("%s: unexpected argument \"%s\" (see `lfsearch %s --help`)", command, argv[1],
+                   command);
+}

@@ -1,0 +1,36 @@
+#!/bin/bash
+# The program's surface: help, version, unknown commands and options, `info`
+# (build description and GPU query on every rank) and a short `bench`.
+source "$(dirname "$0")/common.sh"
+
+run 0 "$LFSEARCH" --help
+expect "usage: lfsearch COMMAND"; expect "demo"; expect "bench"; ok "--help lists the commands"
+run 2 "$LFSEARCH"
+expect "usage:"; ok "no command is a usage error (exit 2)"
+run 2 "$LFSEARCH" frobnicate
+expect 'unknown command "frobnicate"'; ok "unknown command named, exit 2"
+run 0 "$LFSEARCH" --version
+expect_re '^lfsearch [0-9]+\.[0-9]+'; ok "--version"
+
+run 0 "$LFSEARCH" info
+expect "CUDA backend :"; expect "MPI ranks    : 1"; ok "info describes the build"
+run 2 "$LFSEARCH" info --gpus
+expect 'unknown option "--gpus"'; ok "info rejects an unknown option"
+run 0 "$LFSEARCH" info --devices
+expect_re '^\[rank 0\] [^:]+: (GPU [0-9]+: .*compute capability [0-9]+\.[0-9]+|no GPUs found \(.+\))$'
+ok "info --devices lists GPUs or says why none were found"
+run 0 "$MPIEXEC" -n 2 "$LFSEARCH" info --devices
+expect_re '^\[rank 0\] '; expect_re '^\[rank 1\] '; expect "MPI ranks    : 2"
+ok "info --devices reports every rank"
+
+run 0 "$LFSEARCH" bench --threads 1 --reps 1 --batch 1
+expect_re 'SGEMM \(OpenBLAS [^)]+\) 1024\^3: [0-9.]+ GFLOP/s'
+for c in "conv3x3 64->64 s1" "depthwise3x3 64 s1" "batchnorm2d 64" "linear 25088->512" "iresnet block 64->128 s2"; do
+  expect_re "^  $c +[0-9.]+ +[0-9.]+ +[0-9.]+"
+done
+ok "bench times every case and the SGEMM rate"
+run 2 "$LFSEARCH" bench --threads 0
+expect '--threads: "0" is not a whole number in [1, 1024]'; ok "bench rejects a bad thread count"
+run 2 "$LFSEARCH" bench --reps
+expect '--reps: "" is not a whole number'; ok "bench rejects a missing value"
+echo "$checks checks passed"

@@ -1,0 +1,61 @@
+#!/bin/bash
+# run-all.sh: the whole test suite from a fresh machine. Installs what is
+# missing, builds warning-free (-Werror) with everything configure finds (CUDA
+# included when present), runs `make check`, runs the unit tests again in a
+# CPU-only AddressSanitizer + UBSan build, and runs `make distcheck`. Ends with
+# automake's counts summed over all of it: "N passed, N failed".
+set -uo pipefail
+export LFS_MAKE_FLAGS="CFLAGS=-g -O2 -Werror"
+source "$(dirname "${BASH_SOURCE[0]}")/../jobs/setup.sh"
+set +e  # setup.sh stops on errors; from here on every step is counted instead
+export OPENBLAS_NUM_THREADS=1 OMP_NUM_THREADS=1
+
+passed=0 failed=0 skipped=0
+
+# Adds the counts of an automake test-suite.log to the totals.
+count_log() {
+  local log=$1 p f s
+  if [ ! -f "$log" ]; then failed=$((failed + 1)); return; fi
+  p=$(sed -n 's/^# PASS: *//p; s/^# XFAIL: *//p' "$log" | awk '{s += $1} END {print s + 0}')
+  f=$(sed -n 's/^# FAIL: *//p; s/^# XPASS: *//p; s/^# ERROR: *//p' "$log" | awk '{s += $1} END {print s + 0}')
+  s=$(sed -n 's/^# SKIP: *//p' "$log" | awk '{s += $1} END {print s + 0}')
+  passed=$((passed + p)) failed=$((failed + f)) skipped=$((skipped + s))
+}
+
+# A whole step that is one check (distcheck): 1 passed or 1 failed.
+count_step() {
+  if [ "$1" = 0 ]; then passed=$((passed + 1)); else failed=$((failed + 1)); fi
+}
+
+section() { printf '\n==== %s ====\n' "$*"; }
+
+section "make check ($LFS_BUILD)"
+(cd "$LFS_BUILD" && make -j2 check) 2>&1 | grep -E '^(PASS|FAIL|SKIP|XFAIL|XPASS|ERROR|#)'
+count_log "$LFS_BUILD/test-suite.log"
+grep -l -E '^(FAIL|ERROR)' "$LFS_BUILD"/tests/*/*.log 2>/dev/null | while read -r f; do
+  section "log of $f"; tail -40 "$f"; done
+
+section "unit tests under AddressSanitizer + UBSan (CPU-only build)"
+asan=$LFS_ROOT/_build-asan
+mkdir -p "$asan"
+if (cd "$asan" && { [ -f Makefile ] || "$LFS_ROOT/configure" --enable-sanitizers --without-cuda > configure.out; } &&
+    make -j2 > make.out 2>&1); then
+  (cd "$asan" && ASAN_OPTIONS=detect_leaks=1 make check-unit) 2>&1 | grep -E '^(PASS|FAIL|SKIP|XFAIL|XPASS|ERROR|#)'
+  count_log "$asan/test-suite.log"
+  grep -l -E '^(FAIL|ERROR)' "$asan"/tests/*/*.log 2>/dev/null | while read -r f; do
+    section "log of $f"; tail -40 "$f"; done
+else
+  tail -30 "$asan/make.out" "$asan/configure.out" 2>/dev/null
+  failed=$((failed + 1))
+fi
+
+section "make distcheck"
+(cd "$LFS_BUILD" && make -j2 distcheck > distcheck.out 2>&1)
+rc=$?
+grep -E 'archives ready|^(FAIL|ERROR):|^# (TOTAL|PASS|FAIL)' "$LFS_BUILD/distcheck.out"
+[ "$rc" = 0 ] || tail -40 "$LFS_BUILD/distcheck.out"
+count_step "$rc"
+
+section "summary"
+echo "$passed passed, $failed failed, $skipped skipped"
+[ "$failed" = 0 ]
