@@ -1,6 +1,7 @@
 #!/bin/bash
 # setup.sh: installs lfsearch's Debian packages when missing, then configures and
-# builds it in _build/ (or $LFS_BUILD). Sourced by jobs/demo.sh and tests/run-all.sh;
+# builds it in _build/ (or $LFS_BUILD; extra configure flags in $LFS_CONFIGURE_FLAGS,
+# CFLAGS for make in $LFS_CFLAGS). Sourced by jobs/demo.sh, run by tests/run-all.sh;
 # safe to run again (it only does what is missing or out of date).
 set -euo pipefail
 
@@ -45,7 +46,7 @@ lfs_build() {
     sed -n '/^lfsearch .* configuration/,$p' configure.out
   fi
   echo "setup: make"
-  make -j"$(nproc)" ${LFS_MAKE_FLAGS:-} > make.out 2>&1 || { cat make.out; exit 1; }
+  make -j"$(nproc)" ${LFS_CFLAGS:+CFLAGS="$LFS_CFLAGS"} > make.out 2>&1 || { cat make.out; exit 1; }
   cd "$LFS_ROOT"
 }
 
