@@ -13,7 +13,7 @@ export OPENBLAS_NUM_THREADS=1 OMP_NUM_THREADS=1
 passed=0 failed=0 skipped=0
 
 # Packages, autoreconf, configure, a warning-free build (-Werror).
-if ! LFS_CFLAGS="-g -O2 -Werror" bash "$LFS_ROOT/jobs/setup.sh"; then
+if ! LFS_CFLAGS="-g -O3 -Werror" bash "$LFS_ROOT/jobs/setup.sh"; then
   echo "setup or build failed"
   echo "0 passed, 1 failed"
   exit 1

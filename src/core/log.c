@@ -6,6 +6,7 @@
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 static lfs_log_level log_level = LFS_LOG_INFO;
 
@@ -61,6 +62,16 @@ static _Noreturn void abort_job(int code) {
   exit(code);
 }
 
+/* "src/nn/conv.c" rather than the absolute path a VPATH build compiles in. */
+static const char *project_path(const char *file) {
+  const char *roots[] = {"/src/", "/tests/", "/include/"};
+  const char *best = NULL;
+  for (size_t i = 0; i < sizeof roots / sizeof *roots; i++)
+    for (const char *p = strstr(file, roots[i]); p; p = strstr(p + 1, roots[i]))
+      if (!best || p > best) best = p;
+  return best ? best + 1 : file;
+}
+
 void lfs_fatal_at(const char *file, int line, const char *fmt, ...) {
   char msg[2048];
   va_list ap;
@@ -71,7 +82,7 @@ void lfs_fatal_at(const char *file, int line, const char *fmt, ...) {
           "[rank %d] %s:%d: %s\n"
           "[rank %d] hint: this is an internal fault of lfsearch, not a problem with your input;\n"
           "[rank %d]       please report it with the command line, the configuration and this message.\n",
-          lfs_log_rank(), file, line, msg, lfs_log_rank(), lfs_log_rank());
+          lfs_log_rank(), project_path(file), line, msg, lfs_log_rank(), lfs_log_rank());
   fflush(stderr);
   abort_job(LFS_EXIT_RUNTIME);
 }
