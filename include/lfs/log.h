@@ -43,6 +43,10 @@ void *lfs_malloc_at(const char *file, int line, size_t bytes);
 void *lfs_calloc_at(const char *file, int line, size_t count, size_t size);
 #define lfs_malloc(bytes) lfs_malloc_at(__FILE__, __LINE__, (bytes))
 #define lfs_calloc(count, size) lfs_calloc_at(__FILE__, __LINE__, (count), (size))
+/* Room for one more element in a growable array of `count` used of `*cap`
+ * elements of `size` bytes: returns the (possibly moved) array, new slots zeroed. */
+void *lfs_grow_at(const char *file, int line, void *items, int count, int *cap, size_t size);
+#define lfs_grow(items, count, cap, size) lfs_grow_at(__FILE__, __LINE__, (items), (count), (cap), (size))
 /* 64-byte aligned allocation for SIMD-friendly tensors; free with free(). */
 float *lfs_alloc_floats_at(const char *file, int line, size_t count);
 #define lfs_alloc_floats(count) lfs_alloc_floats_at(__FILE__, __LINE__, (count))

@@ -131,6 +131,16 @@ void *lfs_calloc_at(const char *file, int line, size_t count, size_t size) {
   return p;
 }
 
+void *lfs_grow_at(const char *file, int line, void *items, int count, int *cap, size_t size) {
+  if (count < *cap) return items;
+  const int grown = *cap ? 2 * *cap : 16;
+  char *p = realloc(items, (size_t)grown * size);
+  if (!p) lfs_fatal_at(file, line, "out of memory growing an array to %d x %zu bytes", grown, size);
+  memset(p + (size_t)*cap * size, 0, (size_t)(grown - *cap) * size);
+  *cap = grown;
+  return p;
+}
+
 float *lfs_alloc_floats_at(const char *file, int line, size_t count) {
   size_t bytes = (count * sizeof(float) + 63) / 64 * 64;
   void *p = NULL;

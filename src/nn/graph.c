@@ -34,15 +34,8 @@ int lfs_graph_add(lfs_graph *g, lfs_layer layer, int a, int b) {
   LFS_ASSERT(!g->built);
   LFS_ASSERT(a >= LFS_GRAPH_INPUT && a < g->count);
   LFS_ASSERT(layer.kind->inputs == 1 || (b >= LFS_GRAPH_INPUT && b < g->count));
-  if (g->count == g->cap) {
-    g->cap = g->cap ? 2 * g->cap : 16;
-    lfs_node *grown = lfs_calloc((size_t)g->cap, sizeof *grown);
-    if (g->count) memcpy(grown, g->nodes, (size_t)g->count * sizeof *grown);
-    free(g->nodes);
-    g->nodes = grown;
-  }
+  g->nodes = lfs_grow(g->nodes, g->count, &g->cap, sizeof *g->nodes);
   lfs_node *node = &g->nodes[g->count];
-  memset(node, 0, sizeof *node);
   node->layer = layer;
   node->in[0] = a;
   node->in[1] = layer.kind->inputs == 2 ? b : LFS_GRAPH_INPUT;

@@ -15,13 +15,7 @@ int lfs_params_declare(lfs_params *p, const char *name, lfs_param_kind kind, int
                        const int *dims) {
   LFS_ASSERT(!p->finalized && ndim >= 1 && ndim <= 4);
   if (lfs_params_find(p, name) >= 0) lfs_fatal("parameter %s declared twice", name);
-  if (p->nviews == p->cap) {
-    p->cap = p->cap ? 2 * p->cap : 32;
-    lfs_param_view *grown = lfs_calloc((size_t)p->cap, sizeof *grown);
-    if (p->nviews) memcpy(grown, p->views, (size_t)p->nviews * sizeof *grown);
-    free(p->views);
-    p->views = grown;
-  }
+  p->views = lfs_grow(p->views, p->nviews, &p->cap, sizeof *p->views);
   lfs_param_view *v = &p->views[p->nviews];
   if (snprintf(v->name, sizeof v->name, "%s", name) >= (int)sizeof v->name)
     lfs_fatal("parameter name too long: %s", name);

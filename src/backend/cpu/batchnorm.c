@@ -7,19 +7,16 @@
 
 #include "backend/cpu/cpu_internal.h"
 
-/* Mean and biased variance of channel ch. */
+/* Mean and biased variance of channel ch (two passes: no cancellation). */
 static void channel_stats(const lfs_bn_desc *d, const float *x, int ch, double *mean, double *var) {
   const size_t sp = (size_t)d->spatial, stride = (size_t)d->c * sp;
   double sum = 0.0;
-  for (int n = 0; n < d->n; n++) {
-    const float *p = x + n * stride + ch * sp;
-    for (size_t i = 0; i < sp; i++) sum += p[i];
-  }
+  for (int n = 0; n < d->n; n++) sum += lfs_cpu_sum(x + n * stride + ch * sp, sp);
   const double count = (double)d->n * (double)sp, mu = sum / count;
   double sq = 0.0;
   for (int n = 0; n < d->n; n++) {
     const float *p = x + n * stride + ch * sp;
-    for (size_t i = 0; i < sp; i++) sq += (p[i] - mu) * (p[i] - mu);
+    sq += lfs_cpu_dot_shifted(p, (float)mu, p, (float)mu, sp);
   }
   *mean = mu;
   *var = sq / count;
@@ -67,13 +64,11 @@ static void channel_grad_sums(const lfs_bn_desc *d, const float *dy, const float
   double s = 0.0, sx = 0.0;
   for (int n = 0; n < d->n; n++) {
     const float *g = dy + n * stride + ch * sp, *p = x + n * stride + ch * sp;
-    for (size_t i = 0; i < sp; i++) {
-      s += g[i];
-      sx += g[i] * (p[i] - mean) * invstd;
-    }
+    s += lfs_cpu_sum(g, sp);
+    sx += lfs_cpu_dot_shifted(g, 0.0f, p, mean, sp);
   }
   *sum_dy = s;
-  *sum_dy_xhat = sx;
+  *sum_dy_xhat = sx * invstd;
 }
 
 void lfs_cpu_batchnorm_backward(lfs_backend *be, const lfs_bn_desc *d, int training, float *dx,

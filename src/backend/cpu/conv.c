@@ -121,18 +121,20 @@ static void depthwise_plane_backward(const lfs_conv_desc *d, float *dx, float *d
       int lo, hi;
       valid_columns(d, j, &lo, &hi);
       const float wij = w[i * d->kw + j];
-      float acc = 0.0f;
+      double acc = 0.0;
       for (int oh = 0; oh < d->out_h; oh++) {
         const int ih = oh * s - d->pad + i;
         if (ih < 0 || ih >= d->in_h) continue;
         const float *g = dy + (size_t)oh * d->out_w;
         const ptrdiff_t row = (ptrdiff_t)ih * d->in_w - d->pad + j;
-        if (dw)
+        if (dw && s == 1 && hi > lo)
+          acc += lfs_cpu_dot_shifted(g + lo, 0.0f, x + row + lo, 0.0f, (size_t)(hi - lo));
+        else if (dw)
           for (int ow = lo; ow < hi; ow++) acc += g[ow] * x[row + (ptrdiff_t)ow * s];
         if (dx)
           for (int ow = lo; ow < hi; ow++) dx[row + (ptrdiff_t)ow * s] += wij * g[ow];
       }
-      if (dw) dw[i * d->kw + j] += acc;
+      if (dw) dw[i * d->kw + j] += (float)acc;
     }
 }
 

@@ -8,6 +8,36 @@
 /* Below this many elements an OpenMP region costs more than it saves. */
 #define LFS_CPU_PAR_MIN 32768
 
+/* Reductions with 8 double-precision partial sums in a fixed order: the compiler
+ * vectorises them, and the result does not depend on threads or alignment. */
+#define LFS_LANES 8
+
+/* sum_i x[i] */
+static inline double lfs_cpu_sum(const float *x, size_t n) {
+  double acc[LFS_LANES] = {0};
+  size_t i = 0;
+  for (; i + LFS_LANES <= n; i += LFS_LANES)
+    for (int l = 0; l < LFS_LANES; l++) acc[l] += x[i + l];
+  double total = 0.0;
+  for (; i < n; i++) total += x[i];
+  for (int l = 0; l < LFS_LANES; l++) total += acc[l];
+  return total;
+}
+
+/* sum_i (x[i] - shift) * (y[i] - shift_y) */
+static inline double lfs_cpu_dot_shifted(const float *x, float shift, const float *y, float shift_y,
+                                         size_t n) {
+  double acc[LFS_LANES] = {0};
+  size_t i = 0;
+  for (; i + LFS_LANES <= n; i += LFS_LANES)
+    for (int l = 0; l < LFS_LANES; l++)
+      acc[l] += (double)(x[i + l] - shift) * (double)(y[i + l] - shift_y);
+  double total = 0.0;
+  for (; i < n; i++) total += (double)(x[i] - shift) * (double)(y[i] - shift_y);
+  for (int l = 0; l < LFS_LANES; l++) total += acc[l];
+  return total;
+}
+
 /* C [m, n] = alpha op(A) op(B) + beta C, row-major; ta/tb transpose A/B. */
 void lfs_cpu_sgemm(int ta, int tb, int m, int n, int k, float alpha, const float *a, int lda,
                    const float *b, int ldb, float beta, float *c, int ldc);
