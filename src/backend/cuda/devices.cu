@@ -1,6 +1,7 @@
 /* devices.cu: GPU discovery through the CUDA runtime API (never the driver API,
  * so the program starts on machines without libcuda). No GPU, no driver or a
  * driver too old for this runtime all mean "0 devices" with the reason. */
+#include <cublas_v2.h>
 #include <cuda_runtime.h>
 #include <cudnn.h>
 #include <stdio.h>
@@ -33,13 +34,17 @@ extern "C" int lfs_cuda_devices_list(lfs_device_info *out, int max, char *why, s
 }
 
 extern "C" const char *lfs_cuda_runtime_version(void) {
-  static char text[96];
+  static char text[160];
   int runtime = 0, driver = 0;
   cudaRuntimeGetVersion(&runtime);
   cudaDriverGetVersion(&driver);
+  int blas[3] = {0, 0, 0};
+  cublasGetProperty(MAJOR_VERSION, &blas[0]);
+  cublasGetProperty(MINOR_VERSION, &blas[1]);
+  cublasGetProperty(PATCH_LEVEL, &blas[2]);
   size_t cudnn = cudnnGetVersion();
-  snprintf(text, sizeof text, "CUDA runtime %d.%d, driver %d.%d, cuDNN %zu.%zu.%zu", runtime / 1000,
-           (runtime % 1000) / 10, driver / 1000, (driver % 1000) / 10, cudnn / 10000,
-           (cudnn % 10000) / 100, cudnn % 100);
+  snprintf(text, sizeof text, "CUDA runtime %d.%d, driver %d.%d, cuBLAS %d.%d.%d, cuDNN %zu.%zu.%zu",
+           runtime / 1000, (runtime % 1000) / 10, driver / 1000, (driver % 1000) / 10, blas[0],
+           blas[1], blas[2], cudnn / 10000, (cudnn % 10000) / 100, cudnn % 100);
   return text;
 }
