@@ -9,7 +9,7 @@ LFS_ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 LFS_BUILD=${LFS_BUILD:-$LFS_ROOT/_build}
 LFS_PACKAGES="gcc make autoconf automake libtool autoconf-archive pkg-config
   openmpi-bin libopenmpi-dev libhdf5-openmpi-dev hdf5-tools libopenblas-dev
-  libcmocka-dev libinih-dev"
+  libcmocka-dev libinih-dev libjpeg62-turbo-dev libpng-dev python3"
 
 # Open MPI refuses root without these; 2-core machines need oversubscription for 4 ranks.
 export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1

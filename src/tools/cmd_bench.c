@@ -3,13 +3,17 @@
  * prints achieved GFLOP/s next to the OpenBLAS SGEMM rate measured in the same
  * run, for each requested thread count. Compute-bound layers report GFLOP/s
  * (backward counted as twice the forward's multiply-adds); memory-bound ones
- * report GB/s of activation traffic. */
+ * report GB/s of activation traffic.
+ * `--loader DATASET` instead times the training loader: images/s of each rank's
+ * slice, synchronous (one core) and with the prefetch thread; rank 0 gathers. */
 #include <cblas.h>
+#include <mpi.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "lfs/graph.h"
+#include "lfs/loader.h"
 #include "lfs/log.h"
 #include "lfs/models.h"
 #include "lfs/philox.h"
@@ -19,7 +23,9 @@
 
 typedef struct {
   int threads[8], nthreads;
-  int reps, batch;
+  int reps, batch, batch_set;
+  const char *loader; /* --loader DATASET */
+  int steps, prefetch, shuffle;
 } bench_opts;
 
 typedef enum { CASE_COMPUTE, CASE_MEMORY } case_kind;
@@ -132,21 +138,113 @@ static void parse_threads(bench_opts *o, const char *list) {
   }
 }
 
+/* ---- --loader: the training loader -------------------------------------------------- */
+
+/* Images/s of this rank's slice over o->steps batches, after one untimed pass
+ * over the same batches (it pages the file in and warms the caches). */
+static double time_loader(const bench_opts *o, int global_batch, int prefetch) {
+  char err[1024];
+  const lfs_loader_cfg cfg = {.path = o->loader, .global_batch = global_batch,
+                              .rank = lfs_world_rank(), .ranks = lfs_world_size(), .seed = 1,
+                              .shuffle = o->shuffle, .flip = 1, .prefetch = prefetch};
+  lfs_loader *l = lfs_loader_open(&cfg, err, sizeof err);
+  if (!l) lfs_user_error("bench: %s", err);
+  const int local = lfs_loader_local_batch(l);
+  float *images = lfs_alloc_floats((size_t)local * 3 * lfs_loader_height(l) * lfs_loader_width(l));
+  int32_t *labels = lfs_malloc((size_t)local * sizeof *labels);
+  double t0 = 0.0;
+  for (int pass = 0; pass < 2; pass++) {
+    lfs_loader_seek(l, 0, 0);
+    LFS_MPI_CHECK(MPI_Barrier(MPI_COMM_WORLD));
+    t0 = lfs_now();
+    for (int s = 0; s < o->steps; s++)
+      if (lfs_loader_next(l, images, labels, NULL, NULL, NULL, err, sizeof err) != 0)
+        lfs_user_error_local("bench: %s", err);
+  }
+  const double rate = (double)o->steps * local / (lfs_now() - t0);
+  free(images), free(labels);
+  lfs_loader_close(l);
+  return rate;
+}
+
+static void describe_loader(const bench_opts *o, int global_batch) {
+  char err[1024];
+  const lfs_loader_cfg cfg = {.path = o->loader, .global_batch = global_batch,
+                              .rank = lfs_world_rank(), .ranks = lfs_world_size(), .seed = 1,
+                              .shuffle = o->shuffle};
+  lfs_loader *l = lfs_loader_open(&cfg, err, sizeof err);
+  if (!l) lfs_user_error("bench: %s", err);
+  char window[32];
+  if (o->shuffle)
+    snprintf(window, sizeof window, "%d images", o->shuffle);
+  else
+    snprintf(window, sizeof window, "16 chunks");
+  lfs_info("loader %s: %dx%d images, global batch %d over %d ranks (local %d), %lld steps/epoch;\n"
+           "timing %d batches per rank after an untimed pass over them; shuffle window %s, flip on",
+           o->loader, lfs_loader_height(l), lfs_loader_width(l), global_batch, lfs_world_size(),
+           lfs_loader_local_batch(l), (long long)lfs_loader_steps_per_epoch(l), o->steps, window);
+  lfs_loader_close(l);
+}
+
+static int bench_loader(const bench_opts *o) {
+  const int ranks = lfs_world_size(), rank = lfs_world_rank();
+  const int global_batch = o->batch_set ? o->batch : 128 * ranks;
+  if (global_batch % ranks != 0)
+    lfs_user_error("bench: --batch %d (the global batch) is not a multiple of %d ranks",
+                   global_batch, ranks);
+  lfs_set_threads(o->threads[0]);
+  describe_loader(o, global_batch);
+  lfs_info("  %-22s %5s %12s %10s", "mode", "rank", "images/s", "ms/batch");
+  const int depths[2] = {0, o->prefetch};
+  for (int m = 0; m < 2; m++) {
+    const double rate = time_loader(o, global_batch, depths[m]);
+    double *rates = rank == 0 ? lfs_malloc((size_t)ranks * sizeof *rates) : NULL;
+    LFS_MPI_CHECK(MPI_Gather(&rate, 1, MPI_DOUBLE, rates, 1, MPI_DOUBLE, 0, MPI_COMM_WORLD));
+    char mode[32];
+    if (m == 0)
+      snprintf(mode, sizeof mode, "synchronous");
+    else
+      snprintf(mode, sizeof mode, "prefetch %d", depths[m]);
+    for (int r = 0; rank == 0 && r < ranks; r++)
+      lfs_info("  %-22s %5d %12.1f %10.3f", mode, r, rates[r],
+               global_batch / ranks / rates[r] * 1e3);
+    free(rates);
+  }
+  return 0;
+}
+
+/* ---- options --------------------------------------------------------------------------- */
+
 static void parse_bench(bench_opts *o, int argc, char **argv) {
-  *o = (bench_opts){.threads = {1, 2}, .nthreads = 2, .reps = 5, .batch = 8};
+  *o = (bench_opts){.threads = {1, 2}, .nthreads = 2, .reps = 5, .batch = 8, .steps = 100,
+                    .prefetch = 2};
   for (int i = 1; i < argc; i++) {
     const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
     if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
       lfs_info("usage: lfsearch bench [--threads 1,2] [--reps 5] [--batch 8]\n"
                "  times forward+backward of single layers and an iresnet block (CPU backend)\n"
-               "  and prints GFLOP/s beside the SGEMM rate measured in the same run");
+               "  and prints GFLOP/s beside the SGEMM rate measured in the same run\n"
+               "usage: lfsearch bench --loader DATASET [--batch B] [--steps 100] [--prefetch 2]\n"
+               "                      [--shuffle IMAGES]\n"
+               "  times the training loader: images/s of each rank's slice of global batches\n"
+               "  of B (default 128 per rank), read synchronously on the calling thread (one\n"
+               "  core) and through the prefetch thread; run under mpiexec for several ranks");
       exit(0);
     } else if (!strcmp(a, "--threads")) {
       parse_threads(o, v ? v : ""), i++;
     } else if (!strcmp(a, "--reps")) {
       o->reps = (int)lfs_cli_long(a, v, 1, 1000), i++;
     } else if (!strcmp(a, "--batch")) {
-      o->batch = (int)lfs_cli_long(a, v, 1, 4096), i++;
+      o->batch = (int)lfs_cli_long(a, v, 1, 1 << 20), o->batch_set = 1, i++;
+    } else if (!strcmp(a, "--loader")) {
+      if (!v || !*v) lfs_user_error("bench: --loader needs a dataset file");
+      o->loader = v, i++;
+    } else if (!strcmp(a, "--steps")) {
+      o->steps = (int)lfs_cli_long(a, v, 1, 1000000), i++;
+    } else if (!strcmp(a, "--prefetch")) {
+      o->prefetch = (int)lfs_cli_long(a, v, 1, 64), i++;
+    } else if (!strcmp(a, "--shuffle")) {
+      o->shuffle = (int)lfs_cli_long(a, v, 1, 1 << 30), i++;
     } else {
       lfs_user_error("bench: unknown option \"%s\" (see `lfsearch bench --help`)", a);
     }
@@ -156,6 +254,9 @@ static void parse_bench(bench_opts *o, int argc, char **argv) {
 int lfs_cmd_bench(int argc, char **argv) {
   bench_opts o;
   parse_bench(&o, argc, argv);
+  if (o.loader) return bench_loader(&o);
+  if (o.batch > 4096)
+    lfs_user_error("bench: --batch %d is above 4096 for the layer benchmark", o.batch);
   if (lfs_cpu_blas_hint()) lfs_info("note: %s", lfs_cpu_blas_hint());
   for (int t = 0; t < o.nthreads; t++) {
     lfs_set_threads(o.threads[t]);

@@ -1,12 +1,16 @@
 /* cmd_info.c: `lfsearch info`: what this build contains and, with --devices,
- * which GPUs the CUDA runtime sees from every rank's node. */
+ * which GPUs the CUDA runtime sees from every rank's node; `lfsearch info FILE...`
+ * describes lfsearch HDF5 files (datasets, manifests, pair sets). */
 #include <mpi.h>
+#include <stdint.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
 #include "config.h"
 #include "lfs/backend.h"
+#include "lfs/dataset.h"
 #include "lfs/log.h"
 #include "lfs/runtime.h"
 #include "tools/commands.h"
@@ -54,20 +58,126 @@ static void print_devices(void) {
   fflush(stdout);
 }
 
+/* Labels are scanned in blocks so that a dataset of millions of images needs little memory. */
+enum { label_block = 1 << 20 };
+
+typedef struct {
+  int32_t min, max;
+} label_range;
+
+/* Reads every label of images [first, first + count): widens *range, marks seen[label]. */
+static void scan_labels(lfs_dataset *ds, int64_t first, int64_t count, int32_t *buf,
+                        uint8_t *seen, label_range *range) {
+  char err[1024];
+  for (int64_t at = first; at < first + count; at += label_block) {
+    int64_t n = first + count - at < label_block ? first + count - at : label_block;
+    if (lfs_dataset_read(ds, at, n, NULL, buf, err, sizeof err) != 0) lfs_user_error("%s", err);
+    for (int64_t i = 0; i < n; i++) {
+      int32_t y = buf[i];
+      seen[y >> 3] |= (uint8_t)(1u << (y & 7));
+      if (y < range->min) range->min = y;
+      if (y > range->max) range->max = y;
+    }
+  }
+}
+
+static int64_t count_bits(const uint8_t *bits, size_t bytes) {
+  int64_t n = 0;
+  for (size_t i = 0; i < bytes; i++) n += __builtin_popcount(bits[i]);
+  return n;
+}
+
+static void describe_dataset(const char *path, const char *format) {
+  char err[1024];
+  lfs_dataset *ds = lfs_dataset_open(path, err, sizeof err);
+  if (!ds) lfs_user_error("%s", err);
+  int32_t k = lfs_dataset_classes(ds);
+  size_t bytes = ((size_t)k + 7) / 8;
+  uint8_t *seen = lfs_calloc(bytes, 1);
+  int32_t *buf = lfs_malloc(sizeof(int32_t) * label_block);
+  int nshards = lfs_dataset_shards(ds);
+  label_range all = {INT32_MAX, -1}, *per = lfs_calloc((size_t)nshards, sizeof *per);
+  int64_t first = 0;
+  for (int i = 0; i < nshards; i++) {
+    per[i] = (label_range){INT32_MAX, -1};
+    scan_labels(ds, first, lfs_dataset_shard_count(ds, i), buf, seen, &per[i]);
+    first += lfs_dataset_shard_count(ds, i);
+    if (per[i].min < all.min) all.min = per[i].min;
+    if (per[i].max > all.max) all.max = per[i].max;
+  }
+  lfs_info("%s", path);
+  lfs_info("  format       : %s, version %d", format, LFS_DATA_FORMAT_VERSION);
+  lfs_info("  images       : %lld", (long long)lfs_dataset_count(ds));
+  lfs_info("  identities   : %d (num_classes), %lld with images", k, (long long)count_bits(seen, bytes));
+  lfs_info("  image size   : %dx%d RGB uint8", lfs_dataset_height(ds), lfs_dataset_width(ds));
+  if (all.max >= 0)
+    lfs_info("  labels       : %d..%d", all.min, all.max);
+  else
+    lfs_info("  labels       : none");
+  lfs_info("  chunk        : %d images", lfs_dataset_chunk(ds));
+  lfs_info("  source       : %s", lfs_dataset_source(ds));
+  lfs_info("  shards       : %d", nshards);
+  if (!strcmp(format, LFS_MANIFEST_FORMAT))
+    for (int i = 0; i < nshards; i++)
+      lfs_info("    shard %d: %s: %lld images, labels %d..%d", i, lfs_dataset_shard_path(ds, i),
+               (long long)lfs_dataset_shard_count(ds, i), per[i].min, per[i].max);
+  free(per);
+  free(buf);
+  free(seen);
+  lfs_dataset_close(ds);
+}
+
+static void describe_pairs(const char *path, const char *format) {
+  char err[1024];
+  lfs_pairset *ps = lfs_pairset_open(path, err, sizeof err);
+  if (!ps) lfs_user_error("%s", err);
+  int64_t n = lfs_pairset_count(ps), genuine = 0;
+  uint8_t *same = lfs_malloc((size_t)n);
+  if (lfs_pairset_issame(ps, 0, n, same, err, sizeof err) != 0) lfs_user_error("%s", err);
+  for (int64_t i = 0; i < n; i++) genuine += same[i];
+  lfs_info("%s", path);
+  lfs_info("  format       : %s, version %d", format, LFS_DATA_FORMAT_VERSION);
+  lfs_info("  name         : %s", lfs_pairset_name(ps));
+  lfs_info("  pairs        : %lld (%lld genuine, %lld impostor)", (long long)n, (long long)genuine,
+           (long long)(n - genuine));
+  lfs_info("  images       : %lld", (long long)(2 * n));
+  lfs_info("  image size   : %dx%d RGB uint8", lfs_pairset_height(ps), lfs_pairset_width(ps));
+  free(same);
+  lfs_pairset_close(ps);
+}
+
+static void describe_file(const char *path) {
+  char format[128], err[1024];
+  if (lfs_h5_format(path, format, sizeof format, err, sizeof err) != 0) lfs_user_error("%s", err);
+  if (!strcmp(format, LFS_DATASET_FORMAT) || !strcmp(format, LFS_MANIFEST_FORMAT))
+    describe_dataset(path, format);
+  else if (!strcmp(format, LFS_PAIRS_FORMAT))
+    describe_pairs(path, format);
+  else
+    lfs_user_error("%s: format \"%s\" is not one `lfsearch info` can describe (%s, %s, %s)", path,
+                   format, LFS_DATASET_FORMAT, LFS_MANIFEST_FORMAT, LFS_PAIRS_FORMAT);
+}
+
 int lfs_cmd_info(int argc, char **argv) {
-  int devices = 0;
+  int devices = 0, nfiles = 0;
   for (int i = 1; i < argc; i++) {
     if (!strcmp(argv[i], "--devices")) {
       devices = 1;
     } else if (!strcmp(argv[i], "-h") || !strcmp(argv[i], "--help")) {
-      lfs_info("usage: lfsearch info [--devices]\n"
-               "  prints the build configuration; --devices lists the GPUs each rank can see");
+      lfs_info("usage: lfsearch info [--devices] [FILE...]\n"
+               "  prints the build configuration; --devices lists the GPUs each rank can see;\n"
+               "  FILE...: describes lfsearch datasets, manifests and pair sets");
       return 0;
+    } else if (argv[i][0] == '-') {
+      lfs_user_error("info: unknown option \"%s\" (usage: lfsearch info [--devices] [FILE...])",
+                     argv[i]);
     } else {
-      lfs_user_error("info: unknown option \"%s\" (usage: lfsearch info [--devices])", argv[i]);
+      nfiles++;
     }
   }
-  print_build();
+  if (nfiles == 0) print_build();
+  for (int i = 1; i < argc; i++)
+    if (argv[i][0] != '-') describe_file(argv[i]);
   if (devices) print_devices();
   return 0;
 }

@@ -18,8 +18,12 @@ typedef struct {
 } command;
 
 static const command commands[] = {
-    {"info", lfs_cmd_info, "describe this build and the accelerators it can see (--devices)"},
-    {"bench", lfs_cmd_bench, "time forward+backward of layers and an iresnet block (GFLOP/s)"},
+    {"synth", lfs_cmd_synth, "generate the synthetic-face dataset and its validation/test pair sets"},
+    {"pack", lfs_cmd_pack, "convert insightface rec/idx, .bin pair sets or image folders to HDF5"},
+    {"info", lfs_cmd_info,
+     "describe a dataset, pair set or this build and its accelerators (--devices)"},
+    {"bench", lfs_cmd_bench,
+     "time layers and an iresnet block (GFLOP/s), or the data loader (--loader DATASET)"},
     {"demo", lfs_cmd_demo,
      "train the small residual demo network on synthetic random data (data parallel)"},
 };
