@@ -77,6 +77,11 @@ void lfs_h5_free_strings(char **s, int64_t n);
 /* A dataset-creation property list that stores no modification times, so that
  * the same data always gives byte-identical files. Close with H5Pclose. */
 hid_t lfs_h5_dcpl(void);
+/* Creates dataset `name` [dims] of file_type (chunked by `chunk` when non-NULL, no
+ * fill values, no timestamps) and writes all of buf (mem_type) into it. */
+int lfs_h5_write_whole(hid_t file, const char *path, const char *name, hid_t file_type,
+                       hid_t mem_type, int rank, const hsize_t *dims, const hsize_t *chunk,
+                       const void *buf, char *err, size_t errlen);
 hid_t lfs_h5_create_tmp(const char *path, char **tmp, char *err, size_t errlen);
 /* Closes the file (its objects must be closed), flushes it to disk and renames
  * it to path. On failure removes the temporary file. */

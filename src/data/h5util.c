@@ -487,6 +487,25 @@ hid_t lfs_h5_dcpl(void) {
   return dcpl;
 }
 
+int lfs_h5_write_whole(hid_t file, const char *path, const char *name, hid_t file_type,
+                       hid_t mem_type, int rank, const hsize_t *dims, const hsize_t *chunk,
+                       const void *buf, char *err, size_t errlen) {
+  hid_t sp = H5Screate_simple(rank, dims, NULL), dcpl = lfs_h5_dcpl(), d = -1;
+  int rc = 0;
+  /* the whole dataset is written at once: fill values would only cost time (HDF5
+   * requires them for variable-length strings, though) */
+  const int fill = H5Tis_variable_str(file_type) > 0;
+  if (sp < 0 || dcpl < 0 || (chunk && H5Pset_chunk(dcpl, rank, chunk) < 0) ||
+      (!fill && H5Pset_fill_time(dcpl, H5D_FILL_TIME_NEVER) < 0) ||
+      (d = H5Dcreate2(file, name, file_type, sp, H5P_DEFAULT, dcpl, H5P_DEFAULT)) < 0 ||
+      H5Dwrite(d, mem_type, H5S_ALL, H5S_ALL, H5P_DEFAULT, buf) < 0)
+    rc = lfs_h5_fail_lib(err, errlen, path, "cannot write dataset %s", name);
+  lfs_h5_close_id(d);
+  lfs_h5_close_id(dcpl);
+  lfs_h5_close_id(sp);
+  return rc;
+}
+
 hid_t lfs_h5_create_tmp(const char *path, char **tmp, char *err, size_t errlen) {
   size_t len = strlen(path) + 32;
   *tmp = lfs_malloc(len);

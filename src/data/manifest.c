@@ -306,15 +306,7 @@ static int plan_shard(const char *path, const char *mdir, char **reals, const ch
 
 static int write_column(hid_t f, const char *path, const char *name, hid_t file_type, hid_t mem_type,
                         hsize_t n, const void *buf, char *err, size_t errlen) {
-  hid_t sp = H5Screate_simple(1, &n, NULL), dcpl = lfs_h5_dcpl();
-  hid_t d = sp >= 0 && dcpl >= 0 ? H5Dcreate2(f, name, file_type, sp, H5P_DEFAULT, dcpl, H5P_DEFAULT) : -1;
-  int rc = 0;
-  if (d < 0 || H5Dwrite(d, mem_type, H5S_ALL, H5S_ALL, H5P_DEFAULT, buf) < 0)
-    rc = lfs_h5_fail_lib(err, errlen, path, "cannot write dataset %s", name);
-  lfs_h5_close_id(d);
-  lfs_h5_close_id(dcpl);
-  lfs_h5_close_id(sp);
-  return rc;
+  return lfs_h5_write_whole(f, path, name, file_type, mem_type, 1, &n, NULL, buf, err, errlen);
 }
 
 static int write_manifest_file(const char *path, const manifest_plan *p, int n, char *err,

@@ -139,32 +139,15 @@ static int write_images(hid_t f, const char *path, int height, int width, int64_
                         const uint8_t *images, char *err, size_t errlen) {
   hsize_t dims[4] = {(hsize_t)(2 * pairs), (hsize_t)height, (hsize_t)width, 3};
   hsize_t chunk[4] = {dims[0] < LFS_PAIR_CHUNK ? dims[0] : LFS_PAIR_CHUNK, dims[1], dims[2], 3};
-  hid_t sp = H5Screate_simple(4, dims, NULL), dcpl = lfs_h5_dcpl(), d = -1;
-  int rc = 0;
-  if (sp < 0 || dcpl < 0 || H5Pset_chunk(dcpl, 4, chunk) < 0 ||
-      H5Pset_fill_time(dcpl, H5D_FILL_TIME_NEVER) < 0 ||
-      (d = H5Dcreate2(f, "/images", H5T_STD_U8LE, sp, H5P_DEFAULT, dcpl, H5P_DEFAULT)) < 0 ||
-      H5Dwrite(d, H5T_NATIVE_UINT8, H5S_ALL, H5S_ALL, H5P_DEFAULT, images) < 0)
-    rc = lfs_h5_fail_lib(err, errlen, path, "cannot write dataset /images");
-  lfs_h5_close_id(d);
-  lfs_h5_close_id(dcpl);
-  lfs_h5_close_id(sp);
-  return rc;
+  return lfs_h5_write_whole(f, path, "/images", H5T_STD_U8LE, H5T_NATIVE_UINT8, 4, dims, chunk,
+                            images, err, errlen);
 }
 
 static int write_issame(hid_t f, const char *path, int64_t pairs, const uint8_t *issame, char *err,
                         size_t errlen) {
   hsize_t n = (hsize_t)pairs;
-  hid_t sp = H5Screate_simple(1, &n, NULL), dcpl = lfs_h5_dcpl(), d = -1;
-  int rc = 0;
-  if (sp < 0 || dcpl < 0 ||
-      (d = H5Dcreate2(f, "/issame", H5T_STD_U8LE, sp, H5P_DEFAULT, dcpl, H5P_DEFAULT)) < 0 ||
-      H5Dwrite(d, H5T_NATIVE_UINT8, H5S_ALL, H5S_ALL, H5P_DEFAULT, issame) < 0)
-    rc = lfs_h5_fail_lib(err, errlen, path, "cannot write dataset /issame");
-  lfs_h5_close_id(d);
-  lfs_h5_close_id(dcpl);
-  lfs_h5_close_id(sp);
-  return rc;
+  return lfs_h5_write_whole(f, path, "/issame", H5T_STD_U8LE, H5T_NATIVE_UINT8, 1, &n, NULL, issame,
+                            err, errlen);
 }
 
 static int write_locked(const char *path, const char *name, int height, int width, int64_t pairs,
