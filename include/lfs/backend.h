@@ -26,8 +26,7 @@ typedef struct {
 int lfs_conv_desc_init(lfs_conv_desc *d);
 
 typedef struct {
-  int n, c, spatial;      /* input viewed as [n, c, spatial] (spatial = H*W, 1 for BN1d) */
-  float eps, momentum;    /* momentum as PyTorch: run = (1-m)*run + m*batch (unbiased var) */
+  int n, c, spatial; /* input viewed as [n, c, spatial] (spatial = H*W, 1 for BN1d) */
 } lfs_bn_desc;
 
 typedef struct {
@@ -47,16 +46,27 @@ typedef struct {
   void (*conv2d_backward)(lfs_backend *be, const lfs_conv_desc *d, float *dx, float *dw, float *db,
                           const float *dy, const float *x, const float *w);
 
-  /* Training: batch statistics, saved mean and 1/sqrt(var+eps) [c], running stats updated.
-   * Eval: running statistics; saved_* receive them too (for an eval-mode backward). */
-  void (*batchnorm_forward)(lfs_backend *be, const lfs_bn_desc *d, int training, float *y,
-                            float *saved_mean, float *saved_invstd, float *running_mean,
-                            float *running_var, const float *x, const float *gamma,
-                            const float *beta);
-  void (*batchnorm_backward)(lfs_backend *be, const lfs_bn_desc *d, int training, float *dx,
-                             float *dgamma, float *dbeta, const float *dy, const float *x,
-                             const float *gamma, const float *saved_mean,
-                             const float *saved_invstd);
+  /* Batch normalisation over x viewed as [n, c, spatial], in phases so that the
+   * per-channel sums can be all-reduced between them (synchronised BN). The
+   * double sums [c] are host arrays; mean, invstd, gamma, beta and the per-channel
+   * backward terms [c] are backend memory.
+   * sum = sum of x; sqdev = sum of (x - mean)^2 (two passes: no cancellation). */
+  void (*batchnorm_sums)(lfs_backend *be, const lfs_bn_desc *d, double *sum, const float *x);
+  void (*batchnorm_sqdev)(lfs_backend *be, const lfs_bn_desc *d, double *sqdev, const float *x,
+                          const float *mean);
+  /* y = (x - mean) * invstd * gamma + beta */
+  void (*batchnorm_apply)(lfs_backend *be, const lfs_bn_desc *d, float *y, const float *x,
+                          const float *mean, const float *invstd, const float *gamma,
+                          const float *beta);
+  /* sum_dy = sum of dy, sum_dy_xhat = sum of dy * (x - mean) * invstd */
+  void (*batchnorm_grad_sums)(lfs_backend *be, const lfs_bn_desc *d, double *sum_dy,
+                              double *sum_dy_xhat, const float *dy, const float *x,
+                              const float *mean, const float *invstd);
+  /* dx += gamma * invstd * (dy - mean_dy - xhat * mean_dy_xhat); both means are 0 in eval mode */
+  void (*batchnorm_backward_apply)(lfs_backend *be, const lfs_bn_desc *d, float *dx,
+                                   const float *dy, const float *x, const float *gamma,
+                                   const float *mean, const float *invstd, const float *mean_dy,
+                                   const float *mean_dy_xhat);
 
   /* y = x > 0 ? x : alpha[c] * x, x viewed as [n, c, spatial] */
   void (*prelu_forward)(lfs_backend *be, int n, int c, int spatial, float *y, const float *x,

@@ -13,4 +13,8 @@ void lfs_allreduce_mean(float *buf, size_t count, MPI_Comm comm);
 /* buf [count] <- root's buf. */
 void lfs_broadcast(float *buf, size_t count, int root, MPI_Comm comm);
 
+/* lfs_group_sum_fn (layer.h) over the communicator *(MPI_Comm *)ctx: sums
+ * buf [count] in place. For synchronised batch norm. */
+void lfs_group_sum_doubles(double *buf, int count, void *ctx);
+
 #endif

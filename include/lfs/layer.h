@@ -16,6 +16,9 @@
 
 typedef struct lfs_layer lfs_layer;
 
+/* Sums buf [count] over the ranks of a data-parallel group, in place. */
+typedef void (*lfs_group_sum_fn)(double *buf, int count, void *ctx);
+
 /* What a forward/backward pass needs besides tensors. */
 typedef struct {
   lfs_backend *be;
@@ -23,6 +26,10 @@ typedef struct {
   int training;      /* 1: batch statistics, dropout active; 0: eval mode */
   uint64_t seed;     /* run seed (dropout masks) */
   uint64_t step;     /* global step (dropout masks) */
+  /* Synchronised batch norm: when set, training-mode BN statistics and their
+   * gradient terms are summed over the group (NULL: each rank's own batch). */
+  lfs_group_sum_fn sync_bn;
+  void *sync_ctx;
 } lfs_pass;
 
 typedef struct {
@@ -44,7 +51,11 @@ typedef struct {
 } lfs_layer_kind;
 
 typedef struct { int out_c, k, stride, pad, groups, bias; } lfs_conv_cfg;
-typedef struct { float eps, momentum; int fixed_gamma; } lfs_bn_cfg;
+typedef struct {
+  float eps, momentum; /* momentum as PyTorch: run = (1-m)*run + m*batch (unbiased var) */
+  int fixed_gamma;
+  double batch_count; /* elements per channel in the last training forward (group-wide) */
+} lfs_bn_cfg;
 typedef struct { int out, bias; } lfs_linear_cfg;
 typedef struct { float p; uint32_t id; } lfs_dropout_cfg;
 typedef struct { float eps; } lfs_l2norm_cfg;

@@ -66,4 +66,8 @@ int lfs_loader_next(lfs_loader *l, float *images, int32_t *labels, int64_t *indi
  * in [0, N) or e not in [0, 2^32). */
 int64_t lfs_loader_index(const lfs_loader *l, int64_t epoch, int64_t position);
 
+/* The network input of one image, as the loader makes it: dst [3, h, w] float,
+ * (v - 127.5) / 128, from src [h, w, 3] RGB uint8, mirrored left-right if flip. */
+void lfs_image_to_input(float *dst, const uint8_t *src, int h, int w, int flip);
+
 #endif

@@ -28,3 +28,7 @@ void lfs_broadcast(float *buf, size_t count, int root, MPI_Comm comm) {
     LFS_MPI_CHECK(MPI_Bcast(buf + off, (int)n, MPI_FLOAT, root, comm));
   }
 }
+
+void lfs_group_sum_doubles(double *buf, int count, void *ctx) {
+  LFS_MPI_CHECK(MPI_Allreduce(MPI_IN_PLACE, buf, count, MPI_DOUBLE, MPI_SUM, *(MPI_Comm *)ctx));
+}

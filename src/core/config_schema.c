@@ -59,6 +59,8 @@ const lfs_cfg_key lfs_cfg_schema[] = {
     LFS_CFG_REAL("model", "dropout", "0", 0, 0.99, "dropout before the embedding layer"),
     LFS_CFG_INT("model", "width", "16", 1, 4096, "channel width of the demo network"),
     LFS_CFG_INT("model", "blocks", "2", 1, 64, "residual blocks of the demo network"),
+    LFS_CFG_BOOL("model", "sync_bn", "false",
+                 "batch norm with the statistics of the whole global batch (all ranks of a group)"),
 
     /* [head] */
     LFS_CFG_CHOICE("head", "loss", "arcface",
@@ -73,6 +75,8 @@ const lfs_cfg_key lfs_cfg_schema[] = {
     LFS_CFG_REAL("head", "mv_t", "1.2", 0, 4, "MV-Softmax t for mis-classified vectors"),
     LFS_CFG_CHOICE("head", "mv_mode", "adaptive", "adaptive|fixed",
                    "MV-Softmax: adaptive t*c + t - 1, or fixed c + t"),
+    LFS_CFG_REAL("head", "a", "0", -1e6, 0,
+                 "search_softmax: the fixed modulation a <= 0 (0 is plain softmax)"),
     LFS_CFG_REAL("head", "lambda_base", "1000", 0, 1e9, "SphereFace annealing: lambda_0"),
     LFS_CFG_REAL("head", "lambda_gamma", "1e-4", 0, 1, "SphereFace annealing: gamma"),
     LFS_CFG_REAL("head", "lambda_power", "2", 0, 100, "SphereFace annealing: power p"),

@@ -1,5 +1,6 @@
 /* data_internal.h: helpers shared by the HDF5 file modules (dataset.c,
- * pairset.c, manifest.c): error messages that name the file and the field,
+ * pairset.c, manifest.c; src/io/checkpoint.c and runlog.c): error messages
+ * that name the file and the field,
  * checked reads of attributes and of dataset types and shapes, string
  * datasets, and the temporary-name-then-rename protocol of the writers.
  *
@@ -49,9 +50,17 @@ int lfs_h5_write_str_attr(hid_t obj, const char *path, const char *name, const c
 
 /* Checks format and format_version against `format`. */
 int lfs_h5_check_format(hid_t file, const char *path, const char *format, char *err, size_t errlen);
+/* The same for a format with its own version number (checkpoints, run logs). */
+int lfs_h5_check_format_version(hid_t file, const char *path, const char *format, int version,
+                                char *err, size_t errlen);
+/* float64 scalar attributes; the reader accepts any floating-point type. */
+int lfs_h5_write_f64_attr(hid_t obj, const char *path, const char *name, double value, char *err,
+                          size_t errlen);
+int lfs_h5_read_f64_attr(hid_t obj, const char *path, const char *name, double *value, char *err,
+                         size_t errlen);
 
 /* Element kinds a dataset may be required to hold. */
-typedef enum { LFS_H5_U8, LFS_H5_I32, LFS_H5_I64, LFS_H5_STRING } lfs_h5_kind;
+typedef enum { LFS_H5_U8, LFS_H5_I32, LFS_H5_I64, LFS_H5_STRING, LFS_H5_F32, LFS_H5_F64 } lfs_h5_kind;
 
 /* Opens dataset `name` (e.g. "/images"), checks its element type and rank and
  * returns its dims (dims[rank]). Returns the dataset id or -1 with a message. */
@@ -77,6 +86,8 @@ void lfs_h5_free_strings(char **s, int64_t n);
 /* A dataset-creation property list that stores no modification times, so that
  * the same data always gives byte-identical files. Close with H5Pclose. */
 hid_t lfs_h5_dcpl(void);
+/* The same for groups (group creation property list). */
+hid_t lfs_h5_gcpl(void);
 /* Creates dataset `name` [dims] of file_type (chunked by `chunk` when non-NULL, no
  * fill values, no timestamps) and writes all of buf (mem_type) into it. */
 int lfs_h5_write_whole(hid_t file, const char *path, const char *name, hid_t file_type,

@@ -271,6 +271,35 @@ int lfs_h5_write_i64_attr(hid_t obj, const char *path, const char *name, int64_t
   return write_attr(obj, path, name, H5T_STD_I64LE, H5T_NATIVE_INT64, &value, err, errlen);
 }
 
+int lfs_h5_write_f64_attr(hid_t obj, const char *path, const char *name, double value, char *err,
+                          size_t errlen) {
+  return write_attr(obj, path, name, H5T_IEEE_F64LE, H5T_NATIVE_DOUBLE, &value, err, errlen);
+}
+
+int lfs_h5_read_f64_attr(hid_t obj, const char *path, const char *name, double *value, char *err,
+                         size_t errlen) {
+  hid_t a = open_attr(obj, path, name, err, errlen);
+  if (a < 0) return -1;
+  int rc = -1;
+  hid_t t = H5Aget_type(a);
+  H5T_class_t c = t >= 0 ? H5Tget_class(t) : H5T_NO_CLASS;
+  hssize_t n = attr_points(a);
+  if (t < 0 || n < 0)
+    lfs_h5_fail_lib(err, errlen, path, "attribute %s: cannot read its type", name);
+  else if (c != H5T_FLOAT)
+    lfs_h5_fail(err, errlen, path, "attribute %s has type %s, expected a float", name,
+                class_name(c));
+  else if (n != 1)
+    lfs_h5_fail(err, errlen, path, "attribute %s has %lld values, expected one", name, (long long)n);
+  else if (H5Aread(a, H5T_NATIVE_DOUBLE, value) < 0)
+    lfs_h5_fail_lib(err, errlen, path, "attribute %s: cannot read it", name);
+  else
+    rc = 0;
+  lfs_h5_close_id(t);
+  H5Aclose(a);
+  return rc;
+}
+
 int lfs_h5_write_str_attr(hid_t obj, const char *path, const char *name, const char *value,
                           char *err, size_t errlen) {
   hid_t t = H5Tcopy(H5T_C_S1);
@@ -284,6 +313,11 @@ int lfs_h5_write_str_attr(hid_t obj, const char *path, const char *name, const c
 }
 
 int lfs_h5_check_format(hid_t file, const char *path, const char *format, char *err, size_t errlen) {
+  return lfs_h5_check_format_version(file, path, format, LFS_DATA_FORMAT_VERSION, err, errlen);
+}
+
+int lfs_h5_check_format_version(hid_t file, const char *path, const char *format, int version,
+                                char *err, size_t errlen) {
   char *f = lfs_h5_read_str_attr(file, path, "format", err, errlen);
   if (!f) return -1;
   int bad = strcmp(f, format) != 0;
@@ -292,10 +326,10 @@ int lfs_h5_check_format(hid_t file, const char *path, const char *format, char *
   if (bad) return -1;
   int64_t v;
   if (lfs_h5_read_int_attr(file, path, "format_version", &v, err, errlen) != 0) return -1;
-  if (v != LFS_DATA_FORMAT_VERSION)
+  if (v != version)
     return lfs_h5_fail(err, errlen, path,
                        "attribute format_version is %lld; this build reads version %d", (long long)v,
-                       LFS_DATA_FORMAT_VERSION);
+                       version);
   return 0;
 }
 
@@ -306,6 +340,8 @@ static const char *kind_name(lfs_h5_kind k) {
   case LFS_H5_U8: return "uint8";
   case LFS_H5_I32: return "int32";
   case LFS_H5_I64: return "int64";
+  case LFS_H5_F32: return "float32";
+  case LFS_H5_F64: return "float64";
   default: return "string";
   }
 }
@@ -325,6 +361,8 @@ static void type_name(hid_t t, char *buf, size_t len) {
 static int kind_matches(hid_t t, lfs_h5_kind kind) {
   H5T_class_t c = H5Tget_class(t);
   if (kind == LFS_H5_STRING) return c == H5T_STRING;
+  if (kind == LFS_H5_F32 || kind == LFS_H5_F64)
+    return c == H5T_FLOAT && H5Tget_size(t) == (kind == LFS_H5_F32 ? 4u : 8u);
   if (c != H5T_INTEGER) return 0;
   size_t size = H5Tget_size(t);
   int is_unsigned = H5Tget_sign(t) == H5T_SGN_NONE;
@@ -485,6 +523,15 @@ hid_t lfs_h5_dcpl(void) {
     return -1;
   }
   return dcpl;
+}
+
+hid_t lfs_h5_gcpl(void) {
+  hid_t gcpl = H5Pcreate(H5P_GROUP_CREATE);
+  if (gcpl >= 0 && H5Pset_obj_track_times(gcpl, 0) < 0) {
+    H5Pclose(gcpl);
+    return -1;
+  }
+  return gcpl;
 }
 
 int lfs_h5_write_whole(hid_t file, const char *path, const char *name, hid_t file_type,

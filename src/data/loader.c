@@ -196,6 +196,12 @@ static void to_chw(float *restrict dst, const uint8_t *restrict src, int h, int 
   }
 }
 
+void lfs_image_to_input(float *dst, const uint8_t *src, int h, int w, int flip) {
+  float lut[256];
+  for (int v = 0; v < 256; v++) lut[v] = ((float)v - 127.5f) * 0.0078125f; /* both steps exact */
+  to_chw(dst, src, h, w, flip, lut);
+}
+
 static int by_index(const void *a, const void *b) {
   const int64_t x = ((const slice_entry *)a)->index, y = ((const slice_entry *)b)->index;
   return (x > y) - (x < y);

@@ -1,6 +1,7 @@
 /* cmd_info.c: `lfsearch info`: what this build contains and, with --devices,
  * which GPUs the CUDA runtime sees from every rank's node; `lfsearch info FILE...`
- * describes lfsearch HDF5 files (datasets, manifests, pair sets). */
+ * describes lfsearch HDF5 files (datasets, manifests, pair sets);
+ * `lfsearch info --model ARCH` prints a model's layer table, parameters and MACs. */
 #include <mpi.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -12,6 +13,7 @@
 #include "lfs/backend.h"
 #include "lfs/dataset.h"
 #include "lfs/log.h"
+#include "lfs/models.h"
 #include "lfs/runtime.h"
 #include "tools/commands.h"
 
@@ -158,26 +160,114 @@ static void describe_file(const char *path) {
                    format, LFS_DATASET_FORMAT, LFS_MANIFEST_FORMAT, LFS_PAIRS_FORMAT);
 }
 
+/* ---- --model ---- */
+
+/* 43590848 -> "43,590,848" */
+static const char *with_commas(double value, char *buf, size_t len) {
+  char digits[32];
+  snprintf(digits, sizeof digits, "%.0f", value);
+  size_t n = strlen(digits), at = 0;
+  for (size_t i = 0; i < n && at + 2 < len; i++) {
+    if (i > 0 && (n - i) % 3 == 0) buf[at++] = ',';
+    buf[at++] = digits[i];
+  }
+  buf[at] = '\0';
+  return buf;
+}
+
+static void print_line(const char *line, void *user) {
+  (void)user;
+  lfs_info("%s", line);
+}
+
+static double conv_linear_macs(const lfs_graph *g) {
+  double m = 0.0;
+  for (int i = 0; i < g->count; i++) {
+    const lfs_layer *l = &g->nodes[i].layer;
+    if (!strcmp(l->kind->kind, "conv2d") || !strcmp(l->kind->kind, "linear")) m += l->kind->macs(l);
+  }
+  return m;
+}
+
+/* Builds the model for one image and prints its table and totals. */
+static void describe_model(const lfs_model_cfg *cfg) {
+  char err[512], a[32], b[32], c[32];
+  lfs_graph g;
+  lfs_graph_init(&g);
+  if (lfs_model_build(&g, cfg, err, sizeof err) < 0) lfs_user_error("info --model: %s", err);
+  const lfs_shape in = lfs_model_input_shape(cfg, 1);
+  if (lfs_graph_build(&g, lfs_backend_cpu(), in, 0, err, sizeof err) != 0)
+    lfs_user_error("info --model %s: %s", cfg->arch, err);
+  const lfs_shape out = lfs_graph_output_shape(&g);
+  lfs_info("model %s: input %dx%dx%d, embedding %d", cfg->arch, in.c, in.h, in.w, out.c);
+  lfs_graph_print(&g, print_line, NULL);
+  size_t frozen = 0, buffers = 0;
+  for (int i = 0; i < g.params.nviews; i++) {
+    if (g.params.views[i].kind == LFS_PARAM_FROZEN) frozen += g.params.views[i].count;
+    if (g.params.views[i].kind == LFS_PARAM_BUFFER) buffers += g.params.views[i].count;
+  }
+  const size_t trainable = lfs_params_trainable(&g.params);
+  /* insightface's published counts are all parameters, the frozen features gamma included */
+  lfs_info("  parameters   : %s (%s trainable, %s frozen)",
+           with_commas((double)(trainable + frozen), a, sizeof a),
+           with_commas((double)trainable, b, sizeof b), with_commas((double)frozen, c, sizeof c));
+  lfs_info("  buffers      : %s (batch-norm running statistics)",
+           with_commas((double)buffers, a, sizeof a));
+  const double macs = lfs_graph_macs(&g);
+  lfs_info("  MACs/image   : %s forward multiply-adds (%.2f G; conv and linear %s)",
+           with_commas(macs, a, sizeof a), macs * 1e-9,
+           with_commas(conv_linear_macs(&g), b, sizeof b));
+  lfs_graph_free(&g);
+}
+
+static int takes_value(const char *arg) {
+  return !strcmp(arg, "--model") || !strcmp(arg, "--embedding") || !strcmp(arg, "--input");
+}
+
 int lfs_cmd_info(int argc, char **argv) {
   int devices = 0, nfiles = 0;
+  lfs_model_cfg model = {0};
+  const char *sized = NULL; /* an option that needs --model */
   for (int i = 1; i < argc; i++) {
     if (!strcmp(argv[i], "--devices")) {
       devices = 1;
     } else if (!strcmp(argv[i], "-h") || !strcmp(argv[i], "--help")) {
       lfs_info("usage: lfsearch info [--devices] [FILE...]\n"
+               "       lfsearch info --model ARCH [--embedding D] [--input S]\n"
                "  prints the build configuration; --devices lists the GPUs each rank can see;\n"
-               "  FILE...: describes lfsearch datasets, manifests and pair sets");
+               "  FILE...: describes lfsearch datasets, manifests and pair sets;\n"
+               "  --model: the layer table, parameter count and MACs per image of a model\n"
+               "    (ARCH: %s; D default 512; S default 112, tiny: any multiple of 16)",
+               LFS_MODEL_ARCHS);
       return 0;
+    } else if (takes_value(argv[i])) {
+      if (i + 1 >= argc) lfs_user_error("info: %s needs a value", argv[i]);
+      const char *opt = argv[i], *value = argv[++i];
+      if (!strcmp(opt, "--model")) {
+        model.arch = value;
+      } else {
+        sized = opt;
+        if (!strcmp(opt, "--embedding"))
+          model.embedding = (int)lfs_cli_long(opt, value, 1, 65536);
+        else
+          model.input = (int)lfs_cli_long(opt, value, 16, 4096);
+      }
     } else if (argv[i][0] == '-') {
-      lfs_user_error("info: unknown option \"%s\" (usage: lfsearch info [--devices] [FILE...])",
-                     argv[i]);
+      lfs_user_error("info: unknown option \"%s\" (usage: lfsearch info [--devices] [FILE...] "
+                     "[--model ARCH])", argv[i]);
     } else {
       nfiles++;
     }
   }
-  if (nfiles == 0) print_build();
-  for (int i = 1; i < argc; i++)
-    if (argv[i][0] != '-') describe_file(argv[i]);
+  if (sized && !model.arch) lfs_user_error("info: %s needs --model ARCH", sized);
+  if (nfiles == 0 && !model.arch) print_build();
+  for (int i = 1; i < argc; i++) {
+    if (takes_value(argv[i]))
+      i++;
+    else if (argv[i][0] != '-')
+      describe_file(argv[i]);
+  }
+  if (model.arch) describe_model(&model);
   if (devices) print_devices();
   return 0;
 }

@@ -10,6 +10,8 @@ int lfs_cmd_bench(int argc, char **argv);
 int lfs_cmd_demo(int argc, char **argv);
 int lfs_cmd_synth(int argc, char **argv);
 int lfs_cmd_pack(int argc, char **argv);
+int lfs_cmd_train(int argc, char **argv);
+int lfs_cmd_eval(int argc, char **argv);
 
 /* Builds a configuration from `-c FILE` and `--set section.key=value` options
  * (file first, then overrides in order). Unrecognised options are left in

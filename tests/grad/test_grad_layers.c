@@ -455,7 +455,8 @@ static void run_setup(grad_run *run, const grad_case *c, uint64_t seed) {
   run->ny = lfs_shape_count(lfs_graph_output_shape(&run->g));
   setup_input(run, seed);
   setup_upstream(run, seed);
-  run->pass = (lfs_pass){run->be, &run->g.params, c->training, seed, TEST_STEP};
+  run->pass = (lfs_pass){.be = run->be, .params = &run->g.params, .training = c->training,
+                         .seed = seed, .step = TEST_STEP};
   setup_dropout_mask(run);
   run->rc = (ref_ctx){&run->g.params, run->val, run->keep, run->ny};
 }

@@ -47,14 +47,19 @@ void lfs_cpu_conv2d_forward(lfs_backend *be, const lfs_conv_desc *d, float *y, c
 void lfs_cpu_conv2d_backward(lfs_backend *be, const lfs_conv_desc *d, float *dx, float *dw,
                              float *db, const float *dy, const float *x, const float *w);
 
-void lfs_cpu_batchnorm_forward(lfs_backend *be, const lfs_bn_desc *d, int training, float *y,
-                               float *saved_mean, float *saved_invstd, float *running_mean,
-                               float *running_var, const float *x, const float *gamma,
-                               const float *beta);
-void lfs_cpu_batchnorm_backward(lfs_backend *be, const lfs_bn_desc *d, int training, float *dx,
-                                float *dgamma, float *dbeta, const float *dy, const float *x,
-                                const float *gamma, const float *saved_mean,
-                                const float *saved_invstd);
+void lfs_cpu_batchnorm_sums(lfs_backend *be, const lfs_bn_desc *d, double *sum, const float *x);
+void lfs_cpu_batchnorm_sqdev(lfs_backend *be, const lfs_bn_desc *d, double *sqdev, const float *x,
+                             const float *mean);
+void lfs_cpu_batchnorm_apply(lfs_backend *be, const lfs_bn_desc *d, float *y, const float *x,
+                             const float *mean, const float *invstd, const float *gamma,
+                             const float *beta);
+void lfs_cpu_batchnorm_grad_sums(lfs_backend *be, const lfs_bn_desc *d, double *sum_dy,
+                                 double *sum_dy_xhat, const float *dy, const float *x,
+                                 const float *mean, const float *invstd);
+void lfs_cpu_batchnorm_backward_apply(lfs_backend *be, const lfs_bn_desc *d, float *dx,
+                                      const float *dy, const float *x, const float *gamma,
+                                      const float *mean, const float *invstd, const float *mean_dy,
+                                      const float *mean_dy_xhat);
 
 void lfs_cpu_prelu_forward(lfs_backend *be, int n, int c, int spatial, float *y, const float *x,
                            const float *alpha);

@@ -1,0 +1,66 @@
+/* trainer.h: one candidate's training state and its step: the model graph, the
+ * cosine head's class weights, SGD with momentum and the learning-rate schedule,
+ * data parallel over the ranks of a communicator (gradients averaged, optional
+ * synchronised BN). `lfsearch train` is one trainer over all ranks; the search
+ * runs one per candidate group. Parameters, gradients and momentum are host
+ * buffers (CPU backend). */
+#ifndef LFS_TRAINER_H
+#define LFS_TRAINER_H
+
+#include <mpi.h>
+#include <stdint.h>
+
+#include "lfs/config.h"
+#include "lfs/eval.h"
+#include "lfs/graph.h"
+#include "lfs/head.h"
+#include "lfs/models.h"
+#include "lfs/optim.h"
+
+typedef struct {
+  MPI_Comm comm;
+  int rank, ranks;
+  int global_batch, local_batch, image_size;
+  uint64_t seed;
+  lfs_model_cfg model;
+  char arch[16];
+  lfs_graph g; /* built for [local_batch, 3, S, S] */
+  int D, K;
+  lfs_head_cfg head;
+  float *w, *dw, *vw; /* head class weights, gradient, momentum [K, D] */
+  float *dfeat;       /* [local_batch, D] */
+  lfs_sgd opt;
+  lfs_schedule sched;
+  double clip_norm;
+  double lr; /* of the last step */
+  int64_t step; /* optimizer steps taken */
+  int sync_bn;
+} lfs_trainer;
+
+/* Everything from the configuration ([run] seed, [data] batch_size and
+ * image_size, [model], [head], [optim]); K classes; steps_per_epoch for the
+ * schedule. Collective over comm. -1 with a message naming the key on a bad
+ * value. */
+int lfs_trainer_init(lfs_trainer *t, const lfs_config *cfg, int classes, int64_t steps_per_epoch,
+                     MPI_Comm comm, char *err, size_t errlen);
+void lfs_trainer_free(lfs_trainer *t);
+
+/* One SGD step on this rank's slice: x [local_batch, 3, S, S], labels
+ * [local_batch]. Returns the mean loss over the global batch (the same on every
+ * rank), or NaN/Inf when it diverged (no update is applied then). */
+double lfs_trainer_step(lfs_trainer *t, const float *x, const int32_t *labels,
+                        lfs_head_stats *stats);
+
+/* Verification (DESIGN §5) of the pair set at path with the current model in
+ * eval mode: flip-summed, normalised embeddings, images spread over the ranks.
+ * Collective. */
+int lfs_trainer_verify(lfs_trainer *t, const char *path, lfs_verify_result *out, char *name,
+                       size_t namelen, char *err, size_t errlen);
+
+/* Checkpoints: model, momentum, head weight and momentum, step. Writing is done by
+ * rank 0 and followed by a barrier; reading by every rank. */
+int lfs_trainer_save(lfs_trainer *t, const char *path, int64_t epoch, int64_t step,
+                     const char *config_text, char *err, size_t errlen);
+int lfs_trainer_load(lfs_trainer *t, const char *path, char *err, size_t errlen);
+
+#endif

@@ -1,0 +1,285 @@
+/* trainer.c: one candidate's training state and step (see trainer.h): model
+ * forward, cosine-head loss, backward, gradient averaging over the group, global
+ * norm clipping of the backbone, SGD on backbone and head; verification on pair
+ * sets; checkpoints. Layout: host float buffers, activations NCHW. */
+#include "lfs/trainer.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "lfs/checkpoint.h"
+#include "lfs/comm.h"
+#include "lfs/dataset.h"
+#include "lfs/loader.h"
+#include "lfs/log.h"
+#include "lfs/philox.h"
+
+/* Class-weight initialisation N(0, 0.01), as arcface_torch's partial FC. */
+#define LFS_HEAD_INIT_STD 0.01
+#define LFS_HEAD_INIT_STREAM 0x48454144u /* "HEAD" */
+
+/* Margins keep the loss's own defaults (DESIGN §1.2 table) unless the user set them. */
+static void set_if_given(const lfs_config *cfg, const char *name, double *field) {
+  if (strcmp(lfs_config_origin(cfg, name), "default") != 0) *field = lfs_config_real(cfg, name);
+}
+
+static int head_from_config(lfs_head_cfg *h, const lfs_config *cfg, char *err, size_t errlen) {
+  lfs_head_cfg_init(h, (lfs_loss_kind)lfs_config_choice(cfg, "head.loss"));
+  h->s = lfs_config_real(cfg, "head.scale");
+  set_if_given(cfg, "head.m1", &h->m1);
+  set_if_given(cfg, "head.m2", &h->m2);
+  set_if_given(cfg, "head.m3", &h->m3);
+  set_if_given(cfg, "head.mv_t", &h->mv_t);
+  set_if_given(cfg, "head.lambda_base", &h->lambda_base);
+  set_if_given(cfg, "head.lambda_gamma", &h->lambda_gamma);
+  set_if_given(cfg, "head.lambda_power", &h->lambda_power);
+  set_if_given(cfg, "head.lambda_min", &h->lambda_min);
+  h->a = lfs_config_real(cfg, "head.a");
+  h->margin_grad = (lfs_margin_grad)lfs_config_choice(cfg, "head.margin_grad");
+  h->mv_mode = (lfs_mv_mode)lfs_config_choice(cfg, "head.mv_mode");
+  char why[512];
+  if (lfs_head_cfg_check(h, why, sizeof why) != 0) {
+    snprintf(err, errlen, "[head]: %s", why);
+    return -1;
+  }
+  return 0;
+}
+
+static void init_head_weights(lfs_trainer *t) {
+  const lfs_rng rng = lfs_rng_make(t->seed, LFS_RNG_INIT, LFS_HEAD_INIT_STREAM, 0);
+  for (size_t i = 0; i < (size_t)t->K * t->D; i++)
+    t->w[i] = (float)(LFS_HEAD_INIT_STD * lfs_rng_normal(&rng, i));
+}
+
+static int build_model(lfs_trainer *t, const lfs_config *cfg, char *err, size_t errlen) {
+  snprintf(t->arch, sizeof t->arch, "%s", lfs_config_string(cfg, "model.arch"));
+  t->model = (lfs_model_cfg){.arch = t->arch,
+                             .embedding = (int)lfs_config_int(cfg, "model.embedding_size"),
+                             .dropout = (float)lfs_config_real(cfg, "model.dropout"),
+                             .input = t->image_size};
+  lfs_graph_init(&t->g);
+  char why[512];
+  if (lfs_model_build(&t->g, &t->model, why, sizeof why) < 0 ||
+      lfs_graph_build(&t->g, lfs_backend_cpu(), lfs_model_input_shape(&t->model, t->local_batch), 0,
+                      why, sizeof why) != 0) {
+    snprintf(err, errlen, "[model] arch = %s: %s", t->arch, why);
+    lfs_graph_free(&t->g);
+    return -1;
+  }
+  lfs_model_init_params(&t->g, &t->model, t->seed);
+  t->D = lfs_graph_output_shape(&t->g).c;
+  return 0;
+}
+
+int lfs_trainer_init(lfs_trainer *t, const lfs_config *cfg, int classes, int64_t steps_per_epoch,
+                     MPI_Comm comm, char *err, size_t errlen) {
+  memset(t, 0, sizeof *t);
+  t->comm = comm;
+  MPI_Comm_rank(comm, &t->rank);
+  MPI_Comm_size(comm, &t->ranks);
+  t->seed = (uint64_t)lfs_config_int(cfg, "run.seed");
+  t->global_batch = (int)lfs_config_int(cfg, "data.batch_size");
+  t->image_size = (int)lfs_config_int(cfg, "data.image_size");
+  t->sync_bn = lfs_config_bool(cfg, "model.sync_bn");
+  t->clip_norm = lfs_config_real(cfg, "optim.clip_norm");
+  t->K = classes;
+  if (t->global_batch % t->ranks) {
+    snprintf(err, errlen, "[data] batch_size = %d is not divisible by the %d ranks", t->global_batch,
+             t->ranks);
+    return -1;
+  }
+  t->local_batch = t->global_batch / t->ranks;
+  if (head_from_config(&t->head, cfg, err, errlen) != 0 || build_model(t, cfg, err, errlen) != 0)
+    return -1;
+  if (lfs_schedule_from_config(&t->sched, cfg, steps_per_epoch, err, errlen) != 0) {
+    lfs_graph_free(&t->g);
+    return -1;
+  }
+  const size_t head = (size_t)t->K * t->D;
+  t->w = lfs_alloc_floats(head), t->dw = lfs_alloc_floats(head), t->vw = lfs_alloc_floats(head);
+  memset(t->vw, 0, head * sizeof(float));
+  t->dfeat = lfs_alloc_floats((size_t)t->local_batch * t->D);
+  init_head_weights(t);
+  lfs_sgd_init(&t->opt, &t->g.params, (float)lfs_config_real(cfg, "optim.lr"),
+               (float)lfs_config_real(cfg, "optim.momentum"),
+               (float)lfs_config_real(cfg, "optim.weight_decay"));
+  if (!lfs_config_bool(cfg, "optim.decay_bn")) lfs_sgd_set_decay(&t->opt, &t->g.params, lfs_decay_weights_only, NULL);
+  return 0;
+}
+
+void lfs_trainer_free(lfs_trainer *t) {
+  lfs_sgd_free(&t->opt);
+  lfs_graph_free(&t->g);
+  free(t->w), free(t->dw), free(t->vw), free(t->dfeat);
+  memset(t, 0, sizeof *t);
+}
+
+static lfs_pass make_pass(lfs_trainer *t, int training) {
+  lfs_pass ps = {.be = t->g.be, .params = &t->g.params, .training = training, .seed = t->seed,
+                 .step = (uint64_t)t->step};
+  if (training && t->sync_bn && t->ranks > 1) {
+    ps.sync_bn = lfs_group_sum_doubles;
+    ps.sync_ctx = &t->comm;
+  }
+  return ps;
+}
+
+double lfs_trainer_step(lfs_trainer *t, const float *x, const int32_t *labels,
+                        lfs_head_stats *stats) {
+  lfs_pass ps = make_pass(t, 1);
+  const float *feat = lfs_graph_forward(&t->g, &ps, x);
+  const size_t head = (size_t)t->K * t->D;
+  memset(t->dfeat, 0, sizeof(float) * (size_t)t->local_batch * t->D);
+  memset(t->dw, 0, sizeof(float) * head);
+  t->head.iteration = t->step;
+  double loss = lfs_head_loss(&t->head, t->local_batch, t->D, t->K, t->dfeat, t->dw, stats, feat,
+                              t->w, labels);
+  LFS_MPI_CHECK(MPI_Allreduce(MPI_IN_PLACE, &loss, 1, MPI_DOUBLE, MPI_SUM, t->comm));
+  loss /= t->ranks;
+  if (!isfinite(loss)) return loss; /* every rank sees it: nobody updates */
+  lfs_params_zero_grad(&t->g.params);
+  lfs_graph_backward(&t->g, &ps, x, t->dfeat);
+  lfs_allreduce_mean(t->g.params.grad, t->g.params.trainable_count, t->comm);
+  lfs_allreduce_mean(t->dw, head, t->comm);
+  if (t->clip_norm > 0) lfs_clip_grad_norm_params(&t->g.params, t->clip_norm);
+  t->lr = lfs_schedule_lr(&t->sched, t->step);
+  t->opt.lr = (float)t->lr;
+  lfs_sgd_step(&t->opt, &t->g.params);
+  lfs_sgd_step_raw(t->w, t->vw, t->dw, head, (float)t->lr, t->opt.momentum, t->opt.weight_decay);
+  /* Without synchronised BN every rank's running statistics follow its own slice;
+   * like PyTorch DDP (broadcast_buffers) rank 0's are everyone's, so that
+   * verification and checkpoints see one model. */
+  const lfs_params *p = &t->g.params;
+  if (t->ranks > 1 && !t->sync_bn)
+    lfs_broadcast(p->data + p->trainable_count, p->count - p->trainable_count, 0, t->comm);
+  t->step++;
+  return loss;
+}
+
+/* Embeddings [n, D] of images [n, H, W, 3] (plain or mirrored), in eval mode,
+ * batches of local_batch (the last one padded with copies of image 0). */
+static void embed(lfs_trainer *t, float *out, const uint8_t *images, int64_t n, int flip) {
+  const int b = t->local_batch, S = t->image_size;
+  const size_t in_floats = 3 * (size_t)S * S, img_bytes = 3 * (size_t)S * S;
+  float *x = lfs_alloc_floats((size_t)b * in_floats);
+  lfs_pass ps = make_pass(t, 0);
+  for (int64_t first = 0; first < n; first += b) {
+    for (int i = 0; i < b; i++) {
+      const int64_t k = first + i < n ? first + i : 0;
+      lfs_image_to_input(x + i * in_floats, images + k * img_bytes, S, S, flip);
+    }
+    const float *feat = lfs_graph_forward(&t->g, &ps, x);
+    const int64_t m = n - first < b ? n - first : b;
+    memcpy(out + first * t->D, feat, sizeof(float) * (size_t)m * t->D);
+  }
+  free(x);
+}
+
+/* This rank's share [first, first + count) of n rows. */
+static void share(const lfs_trainer *t, int64_t n, int r, int64_t *first, int64_t *count) {
+  *first = n * r / t->ranks;
+  *count = n * (r + 1) / t->ranks - *first;
+}
+
+int lfs_trainer_verify(lfs_trainer *t, const char *path, lfs_verify_result *out, char *name,
+                       size_t namelen, char *err, size_t errlen) {
+  lfs_pairset *ps = lfs_pairset_open(path, err, errlen);
+  if (!ps) return -1;
+  snprintf(name, namelen, "%s", lfs_pairset_name(ps));
+  const int64_t pairs = lfs_pairset_count(ps), rows = 2 * pairs;
+  const int S = t->image_size;
+  int rc = 0;
+  if (lfs_pairset_height(ps) != S || lfs_pairset_width(ps) != S) {
+    snprintf(err, errlen, "%s: %dx%d images, the model takes %dx%d ([data] image_size)", path,
+             lfs_pairset_height(ps), lfs_pairset_width(ps), S, S);
+    lfs_pairset_close(ps);
+    return -1;
+  }
+  int64_t first, count;
+  share(t, rows, t->rank, &first, &count);
+  /* pair rows are read pairwise: round the share to whole pairs */
+  int64_t pfirst = first / 2, pcount = (first + count) / 2 - pfirst;
+  first = 2 * pfirst, count = 2 * pcount;
+  uint8_t *images = lfs_malloc((size_t)(count ? count : 1) * 3 * S * S);
+  uint8_t *issame = lfs_malloc((size_t)pairs);
+  float *plain = lfs_alloc_floats((size_t)(count ? count : 1) * t->D);
+  float *mirror = lfs_alloc_floats((size_t)(count ? count : 1) * t->D);
+  float *all = lfs_alloc_floats((size_t)rows * t->D);
+  if ((count && lfs_pairset_read(ps, pfirst, pcount, images, err, errlen) != 0) ||
+      lfs_pairset_issame(ps, 0, pairs, issame, err, errlen) != 0)
+    rc = -1;
+  lfs_pairset_close(ps);
+  int bad = rc != 0, any_bad = 0;
+  LFS_MPI_CHECK(MPI_Allreduce(&bad, &any_bad, 1, MPI_INT, MPI_MAX, t->comm));
+  if (!any_bad) {
+    embed(t, plain, images, count, 0);
+    embed(t, mirror, images, count, 1);
+    if (count) lfs_verify_embed(plain, plain, mirror, count, t->D, err, errlen);
+    int *counts = lfs_malloc(sizeof(int) * t->ranks), *displs = lfs_malloc(sizeof(int) * t->ranks);
+    for (int r = 0; r < t->ranks; r++) {
+      int64_t f, c;
+      share(t, rows, r, &f, &c);
+      const int64_t pf = f / 2, pc = (f + c) / 2 - pf;
+      counts[r] = (int)(2 * pc * t->D);
+      displs[r] = (int)(2 * pf * t->D);
+    }
+    LFS_MPI_CHECK(MPI_Allgatherv(plain, (int)(count * t->D), MPI_FLOAT, all, counts, displs,
+                                 MPI_FLOAT, t->comm));
+    free(counts), free(displs);
+    rc = lfs_verify_interleaved(all, issame, pairs, t->D, out, err, errlen);
+  } else {
+    rc = -1;
+    if (!bad) snprintf(err, errlen, "%s: another rank could not read it", path);
+  }
+  free(images), free(issame), free(plain), free(mirror), free(all);
+  return rc;
+}
+
+static int write_head(lfs_ckpt *h, const lfs_trainer *t, char *err, size_t errlen) {
+  const int64_t dims[2] = {t->K, t->D};
+  return lfs_ckpt_write_array(h, "head/weight", LFS_CKPT_F32, 2, dims, t->w, err, errlen) ||
+         lfs_ckpt_write_array(h, "head/momentum", LFS_CKPT_F32, 2, dims, t->vw, err, errlen) ||
+         lfs_ckpt_set_int(h, "", "optimizer_steps", t->step, err, errlen);
+}
+
+int lfs_trainer_save(lfs_trainer *t, const char *path, int64_t epoch, int64_t step,
+                     const char *config_text, char *err, size_t errlen) {
+  int rc = 0;
+  if (t->rank == 0) {
+    const lfs_ckpt_meta meta = {.epoch = epoch, .step = step, .world_size = t->ranks,
+                                .config = config_text, .write_created = 1};
+    lfs_ckpt *h = lfs_ckpt_create(path, &meta, err, errlen);
+    if (!h ||
+        lfs_ckpt_write_params(h, "model", &t->g.params, t->g.params.data, LFS_CKPT_VIEWS_ALL, err, errlen) ||
+        lfs_ckpt_write_params(h, "optim", &t->g.params, t->opt.velocity, LFS_CKPT_VIEWS_TRAINABLE,
+                              err, errlen) ||
+        write_head(h, t, err, errlen)) {
+      lfs_ckpt_close(h);
+      rc = -1;
+    } else {
+      rc = lfs_ckpt_commit(h, err, errlen);
+    }
+  }
+  LFS_MPI_CHECK(MPI_Bcast(&rc, 1, MPI_INT, 0, t->comm));
+  if (rc && t->rank != 0) snprintf(err, errlen, "%s: rank 0 could not write the checkpoint", path);
+  return rc;
+}
+
+int lfs_trainer_load(lfs_trainer *t, const char *path, char *err, size_t errlen) {
+  lfs_ckpt *h = lfs_ckpt_open(path, err, errlen);
+  if (!h) return -1;
+  const int64_t dims[2] = {t->K, t->D};
+  int64_t steps = 0;
+  int rc = lfs_ckpt_read_params(h, "model", &t->g.params, t->g.params.data, LFS_CKPT_VIEWS_ALL, err,
+                                errlen) ||
+           lfs_ckpt_read_params(h, "optim", &t->g.params, t->opt.velocity, LFS_CKPT_VIEWS_TRAINABLE,
+                                err, errlen) ||
+           lfs_ckpt_read_array(h, "head/weight", LFS_CKPT_F32, 2, dims, t->w, err, errlen) ||
+           lfs_ckpt_read_array(h, "head/momentum", LFS_CKPT_F32, 2, dims, t->vw, err, errlen) ||
+           lfs_ckpt_get_int(h, "", "optimizer_steps", &steps, err, errlen);
+  lfs_ckpt_close(h);
+  if (rc == 0) t->step = steps;
+  return rc ? -1 : 0;
+}

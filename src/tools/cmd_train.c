@@ -1,0 +1,281 @@
+/* cmd_train.c: `lfsearch train`: one fixed loss, data parallel over all ranks.
+ * Each epoch: the training steps with a progress line, verification on the
+ * configured pair sets, a checkpoint and a run-log row. SIGUSR1/SIGTERM write a
+ * mid-epoch checkpoint and exit 3; `--resume auto` continues from the newest
+ * complete checkpoint (exactly: the data order is a function of (epoch, step)). */
+#include <errno.h>
+#include <math.h>
+#include <mpi.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "lfs/checkpoint.h"
+#include "lfs/dataset.h"
+#include "lfs/loader.h"
+#include "lfs/log.h"
+#include "lfs/runlog.h"
+#include "lfs/runtime.h"
+#include "lfs/timer.h"
+#include "lfs/trainer.h"
+#include "tools/commands.h"
+
+typedef struct {
+  lfs_config *cfg;
+  char *config_text;
+  const char *resume; /* NULL, "auto" or a path */
+  char ckpt_dir[1024], runlog_path[1024];
+  const char *pairs[2], *pair_metric[2];
+  int npairs;
+  int resumed; /* a checkpoint was loaded */
+  int64_t epochs, max_steps;
+  int log_every, keep;
+} train_run;
+
+static void usage(void) {
+  lfs_info("usage: lfsearch train -c FILE [--set section.key=value ...] [--resume auto|CHECKPOINT]\n"
+           "  trains one fixed loss ([head] loss) on [data] train, data parallel over the ranks;\n"
+           "  verifies on [data] val_pairs and test_pairs after each epoch, writes checkpoints to\n"
+           "  [run] out_dir/[checkpoint] dir and the run log to [run] out_dir/run.h5.\n"
+           "  SIGUSR1/SIGTERM: checkpoint at the next step and exit 3; --resume auto continues.");
+}
+
+static void make_dir(const char *dir) {
+  char path[1024];
+  snprintf(path, sizeof path, "%s", dir);
+  for (char *p = path + 1; *p; p++)
+    if (*p == '/') {
+      *p = '\0';
+      mkdir(path, 0777);
+      *p = '/';
+    }
+  if (mkdir(path, 0777) != 0 && errno != EEXIST) lfs_user_error_local("cannot create %s: %m", path);
+}
+
+static void join(char *out, size_t len, const char *dir, const char *name) {
+  if (name[0] == '/')
+    snprintf(out, len, "%s", name);
+  else
+    snprintf(out, len, "%s/%s", dir, name);
+}
+
+static void parse(train_run *r, int argc, char **argv) {
+  memset(r, 0, sizeof *r);
+  for (int i = 1; i < argc; i++)
+    if (!strcmp(argv[i], "-h") || !strcmp(argv[i], "--help")) usage(), exit(0);
+  r->cfg = lfs_cli_config(&argc, argv);
+  int kept = 1;
+  for (int i = 1; i < argc; i++) {
+    if (!strcmp(argv[i], "--resume")) {
+      if (i + 1 >= argc) lfs_user_error("--resume needs auto or a checkpoint file");
+      r->resume = argv[++i];
+    } else {
+      argv[kept++] = argv[i];
+    }
+  }
+  lfs_cli_no_extra("train", kept, argv);
+  const lfs_config *c = r->cfg;
+  if (!lfs_config_string(c, "data.train")[0])
+    lfs_user_error("[data] train is not set: the training dataset (e.g. from `lfsearch synth`)");
+  const char *out = lfs_config_string(c, "run.out_dir");
+  join(r->ckpt_dir, sizeof r->ckpt_dir, out, lfs_config_string(c, "checkpoint.dir"));
+  join(r->runlog_path, sizeof r->runlog_path, out, "run.h5");
+  const char *keys[2] = {"data.val_pairs", "data.test_pairs"}, *metric[2] = {"val_acc", "test_acc"};
+  for (int k = 0; k < 2; k++)
+    if (lfs_config_string(c, keys[k])[0]) {
+      r->pair_metric[r->npairs] = metric[k];
+      r->pairs[r->npairs++] = lfs_config_string(c, keys[k]);
+    }
+  r->epochs = lfs_config_int(c, "optim.epochs");
+  r->max_steps = lfs_config_int(c, "run.steps");
+  r->log_every = (int)lfs_config_int(c, "run.log_every");
+  r->keep = (int)lfs_config_int(c, "checkpoint.keep");
+  r->config_text = lfs_config_dump(c);
+}
+
+static int32_t dataset_classes(const char *path, int *size) {
+  char err[1024];
+  lfs_dataset *ds = lfs_dataset_open(path, err, sizeof err);
+  if (!ds) lfs_user_error("[data] train: %s", err);
+  const int32_t k = lfs_dataset_classes(ds);
+  *size = lfs_dataset_height(ds);
+  lfs_dataset_close(ds);
+  return k;
+}
+
+static int any_rank(int mine) {
+  int any = 0;
+  LFS_MPI_CHECK(MPI_Allreduce(&mine, &any, 1, MPI_INT, MPI_MAX, MPI_COMM_WORLD));
+  return any;
+}
+
+/* Loads --resume; returns the (epoch, step) to continue from. */
+static void resume_from(train_run *r, lfs_trainer *t, int64_t *epoch, int64_t *step) {
+  *epoch = 0, *step = 0;
+  if (!r->resume) return;
+  char err[1024], *path = NULL;
+  if (!strcmp(r->resume, "auto")) {
+    if (lfs_ckpt_newest(r->ckpt_dir, &path, err, sizeof err) < 0) lfs_user_error("--resume: %s", err);
+    if (!path) {
+      lfs_info("--resume auto: no checkpoint in %s, starting from scratch", r->ckpt_dir);
+      return;
+    }
+  } else {
+    path = strdup(r->resume);
+  }
+  lfs_ckpt *h = lfs_ckpt_open(path, err, sizeof err);
+  if (!h) lfs_user_error("--resume: %s", err);
+  *epoch = lfs_ckpt_info(h)->epoch, *step = lfs_ckpt_info(h)->step;
+  lfs_ckpt_close(h);
+  if (any_rank(lfs_trainer_load(t, path, err, sizeof err) != 0)) lfs_user_error("--resume: %s", err);
+  lfs_info("resumed from %s at epoch %lld, step %lld", path, (long long)*epoch, (long long)*step);
+  r->resumed = 1;
+  free(path);
+}
+
+static void checkpoint(train_run *r, lfs_trainer *t, int64_t epoch, int64_t step) {
+  char err[1024], *path = lfs_ckpt_path(r->ckpt_dir, epoch, step);
+  if (lfs_trainer_save(t, path, epoch, step, r->config_text, err, sizeof err) != 0)
+    lfs_user_error("checkpoint: %s", err);
+  if (t->rank == 0 && lfs_ckpt_prune(r->ckpt_dir, r->keep, err, sizeof err) != 0)
+    lfs_warn("pruning checkpoints: %s", err);
+  free(path);
+}
+
+/* Verification on each pair set: prints a line per set; returns the first set's accuracy. */
+static double verify_all(train_run *r, lfs_trainer *t, int64_t epoch, double *metrics) {
+  char err[1024], name[128], line[LFS_VERIFY_FORMAT_MAX + 128];
+  for (int k = 0; k < r->npairs; k++) {
+    lfs_verify_result res;
+    if (lfs_trainer_verify(t, r->pairs[k], &res, name, sizeof name, err, sizeof err) != 0)
+      lfs_user_error("verification: %s", err);
+    lfs_verify_format_line(line, sizeof line, name, &res);
+    lfs_info("epoch %lld  %s", (long long)epoch, line);
+    metrics[k] = res.acc_mean;
+  }
+  return r->npairs ? metrics[0] : NAN;
+}
+
+typedef struct {
+  double loss_sum, start, images;
+  int64_t steps;
+} epoch_meter;
+
+static void progress(const train_run *r, const lfs_trainer *t, int64_t epoch, int64_t step,
+                     int64_t steps, double loss, const epoch_meter *m) {
+  const double elapsed = lfs_now() - m->start, rate = m->images / (elapsed > 0 ? elapsed : 1e-9);
+  const double left = (double)(steps - step) * t->global_batch / (rate > 0 ? rate : 1) +
+                      (double)(r->epochs - epoch - 1) * steps * t->global_batch / (rate > 0 ? rate : 1);
+  lfs_info("epoch %lld/%lld  step %lld/%lld  loss %.4f  lr %.4g  %.1f img/s  ETA %.0fs",
+           (long long)epoch + 1, (long long)r->epochs, (long long)step, (long long)steps, loss, t->lr,
+           rate, left);
+}
+
+/* One epoch from `step`; returns 0, or LFS_EXIT_SIGNAL after a stop checkpoint. */
+static int run_epoch(train_run *r, lfs_trainer *t, lfs_loader *l, int64_t epoch, int64_t step,
+                     int64_t *total_steps, epoch_meter *m) {
+  const int64_t steps = lfs_loader_steps_per_epoch(l);
+  const int S = t->image_size;
+  float *x = lfs_alloc_floats((size_t)t->local_batch * 3 * S * S);
+  int32_t *labels = lfs_malloc(sizeof(int32_t) * t->local_batch);
+  char err[1024];
+  int rc = 0;
+  lfs_loader_seek(l, epoch, step);
+  for (; step < steps; step++) {
+    if (any_rank(lfs_signal_pending() != 0)) {
+      lfs_info("stop signal: writing a checkpoint at epoch %lld, step %lld", (long long)epoch,
+               (long long)step);
+      checkpoint(r, t, epoch, step);
+      rc = LFS_EXIT_SIGNAL;
+      break;
+    }
+    if (r->max_steps && *total_steps >= r->max_steps) break;
+    if (any_rank(lfs_loader_next(l, x, labels, NULL, NULL, NULL, err, sizeof err) != 0))
+      lfs_user_error_local("[data] train: %s", err);
+    const double loss = lfs_trainer_step(t, x, labels, NULL);
+    if (!isfinite(loss))
+      lfs_user_error("the loss diverged (%g) at epoch %lld, step %lld: lower [optim] lr or check the data",
+                     loss, (long long)epoch, (long long)step);
+    m->loss_sum += loss, m->steps++, m->images += t->global_batch, (*total_steps)++;
+    if ((step + 1) % r->log_every == 0 || step + 1 == steps) progress(r, t, epoch, step + 1, steps, loss, m);
+  }
+  free(x), free(labels);
+  return rc;
+}
+
+static lfs_runlog *open_runlog(train_run *r, int64_t epoch) {
+  const lfs_runlog_spec spec = {.M = 1, .d = 0, .config = r->config_text, .nmetrics = r->npairs,
+                                .metrics = r->pair_metric};
+  char err[1024];
+  lfs_runlog *log = r->resumed ? lfs_runlog_resume(r->runlog_path, &spec, epoch, err, sizeof err)
+                               : lfs_runlog_create(r->runlog_path, &spec, err, sizeof err);
+  if (!log) lfs_user_error_local("run log: %s", err);
+  return log;
+}
+
+static void log_epoch(train_run *r, lfs_runlog *log, const lfs_trainer *t, int64_t epoch,
+                      const epoch_meter *m, double reward, const double *metrics) {
+  const double loss = m->steps ? m->loss_sum / m->steps : NAN, chosen_reward = reward;
+  const double wall = lfs_now() - m->start;
+  const lfs_runlog_row row = {.epoch = epoch, .reward = &chosen_reward, .loss = &loss, .chosen = 0,
+                              .lr = t->lr, .wall_seconds = wall,
+                              .images_per_second = m->images / (wall > 0 ? wall : 1e-9),
+                              .metrics = metrics};
+  char err[1024];
+  if (lfs_runlog_append(log, &row, err, sizeof err) != 0) lfs_user_error_local("run log: %s", err);
+  (void)r;
+}
+
+int lfs_cmd_train(int argc, char **argv) {
+  train_run r;
+  parse(&r, argc, argv);
+  lfs_set_threads((int)lfs_config_int(r.cfg, "run.threads"));
+  int size = 0;
+  const int32_t classes = dataset_classes(lfs_config_string(r.cfg, "data.train"), &size);
+  if (size != lfs_config_int(r.cfg, "data.image_size"))
+    lfs_user_error("[data] train has %dx%d images but [data] image_size = %lld", size, size,
+                   (long long)lfs_config_int(r.cfg, "data.image_size"));
+  char err[1024];
+  const lfs_loader_cfg lc = {.path = lfs_config_string(r.cfg, "data.train"),
+                             .global_batch = (int)lfs_config_int(r.cfg, "data.batch_size"),
+                             .rank = lfs_world_rank(), .ranks = lfs_world_size(),
+                             .seed = (uint64_t)lfs_config_int(r.cfg, "run.seed"),
+                             .flip = lfs_config_bool(r.cfg, "data.flip"), .prefetch = 2};
+  lfs_loader *l = lfs_loader_open(&lc, err, sizeof err);
+  if (any_rank(!l)) lfs_user_error("[data] train: %s", l ? "another rank could not open it" : err);
+  lfs_trainer t;
+  if (any_rank(lfs_trainer_init(&t, r.cfg, classes, lfs_loader_steps_per_epoch(l), MPI_COMM_WORLD,
+                                err, sizeof err) != 0))
+    lfs_user_error("%s", err);
+  if (lfs_world_rank() == 0) make_dir(r.ckpt_dir);
+  MPI_Barrier(MPI_COMM_WORLD);
+  int64_t epoch, step, total = 0;
+  resume_from(&r, &t, &epoch, &step);
+  lfs_info("lfsearch train: %s, loss %s, %d classes, %dx%d, global batch %d on %d ranks, "
+           "%lld steps/epoch, %zu + %lld parameters",
+           t.arch, lfs_config_string(r.cfg, "head.loss"), t.K, size, size, t.global_batch, t.ranks,
+           (long long)lfs_loader_steps_per_epoch(l), lfs_params_trainable(&t.g.params),
+           (long long)t.K * t.D);
+  lfs_runlog *log = lfs_world_rank() == 0 ? open_runlog(&r, epoch) : NULL;
+  int rc = 0;
+  for (; epoch < r.epochs && rc == 0; epoch++, step = 0) {
+    epoch_meter m = {.start = lfs_now()};
+    rc = run_epoch(&r, &t, l, epoch, step, &total, &m);
+    if (rc) break;
+    double metrics[2] = {NAN, NAN};
+    const double reward = verify_all(&r, &t, epoch + 1, metrics);
+    checkpoint(&r, &t, epoch + 1, 0);
+    if (log) log_epoch(&r, log, &t, epoch, &m, reward, metrics);
+    if (r.max_steps && total >= r.max_steps) {
+      epoch++;
+      break;
+    }
+  }
+  if (log) lfs_runlog_close(log);
+  lfs_loader_close(l);
+  lfs_trainer_free(&t);
+  free(r.config_text);
+  lfs_config_free(r.cfg);
+  return rc;
+}
