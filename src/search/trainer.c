@@ -20,9 +20,24 @@
 #define LFS_HEAD_INIT_STD 0.01
 #define LFS_HEAD_INIT_STREAM 0x48454144u /* "HEAD" */
 
-/* Margins keep the loss's own defaults (DESIGN §1.2 table) unless the user set them. */
+/* The schema's default of "section.key", as a number. */
+static double schema_default(const char *name) {
+  const char *dot = strchr(name, '.');
+  for (size_t i = 0; i < lfs_cfg_schema_count; i++) {
+    const lfs_cfg_key *k = &lfs_cfg_schema[i];
+    if (!strncmp(k->section, name, (size_t)(dot - name)) && !k->section[dot - name] &&
+        !strcmp(k->key, dot + 1))
+      return strtod(k->default_value, NULL);
+  }
+  lfs_fatal("%s is not in the configuration schema", name);
+}
+
+/* Margins keep the loss's own defaults (DESIGN §1.2 table) unless the user set
+ * another value. A value equal to the schema's default counts as not set: a
+ * configuration read back from a checkpoint lists every key. */
 static void set_if_given(const lfs_config *cfg, const char *name, double *field) {
-  if (strcmp(lfs_config_origin(cfg, name), "default") != 0) *field = lfs_config_real(cfg, name);
+  const double v = lfs_config_real(cfg, name);
+  if (v != schema_default(name)) *field = v;
 }
 
 static int head_from_config(lfs_head_cfg *h, const lfs_config *cfg, char *err, size_t errlen) {
