@@ -36,11 +36,16 @@ count_step() {
 
 section() { printf '\n==== %s ====\n' "$*"; }
 
+# The end of the log of every test automake recorded as FAIL or ERROR.
+show_failed_logs() {
+  grep -l -E '^:test-result: (FAIL|ERROR)' "$1"/tests/*/*.trs 2>/dev/null | while read -r trs; do
+    section "log of ${trs%.trs}.log"; tail -40 "${trs%.trs}.log"; done
+}
+
 section "make check ($LFS_BUILD)"
 (cd "$LFS_BUILD" && make -j2 check) 2>&1 | grep -E '^(PASS|FAIL|SKIP|XFAIL|XPASS|ERROR|#)'
 count_log "$LFS_BUILD/test-suite.log"
-grep -l -E '^(FAIL|ERROR)' "$LFS_BUILD"/tests/*/*.log 2>/dev/null | while read -r f; do
-  section "log of $f"; tail -40 "$f"; done
+show_failed_logs "$LFS_BUILD"
 
 section "unit tests under AddressSanitizer + UBSan (CPU-only build)"
 asan=$LFS_ROOT/_build-asan
@@ -49,8 +54,7 @@ if (cd "$asan" && { [ -f Makefile ] || "$LFS_ROOT/configure" --enable-sanitizers
     make -j2 > make.out 2>&1); then
   (cd "$asan" && ASAN_OPTIONS=detect_leaks=1 make check-unit) 2>&1 | grep -E '^(PASS|FAIL|SKIP|XFAIL|XPASS|ERROR|#)'
   count_log "$asan/test-suite.log"
-  grep -l -E '^(FAIL|ERROR)' "$asan"/tests/*/*.log 2>/dev/null | while read -r f; do
-    section "log of $f"; tail -40 "$f"; done
+  show_failed_logs "$asan"
 else
   tail -30 "$asan/make.out" "$asan/configure.out" 2>/dev/null
   failed=$((failed + 1))
