@@ -111,11 +111,13 @@ const lfs_cfg_key lfs_cfg_schema[] = {
     LFS_CFG_STRING("optim", "milestones", "8,14,18",
                    "multistep: comma-separated epochs where the rate is multiplied by lr_gamma"),
     LFS_CFG_REAL("optim", "lr_gamma", "0.1", 0, 1, "multistep: factor applied at each milestone"),
-    LFS_CFG_REAL("optim", "poly_power", "2", 0, 10, "poly: exponent of (1 - step/steps)"),
+    LFS_CFG_REAL("optim", "poly_power", "2", 0, 10,
+                 "poly: exponent p of (1 - (step - warmup)/(steps - warmup))^p"),
     LFS_CFG_INT("optim", "warmup_epochs", "0", 0, 100000, "epochs of linear learning-rate warm-up"),
     LFS_CFG_INT("optim", "epochs", "20", 1, 100000, "training epochs"),
     LFS_CFG_REAL("optim", "clip_norm", "0", 0, INFINITY, "global gradient-norm clip; 0 = off"),
-    LFS_CFG_BOOL("optim", "decay_bn", "true", "apply weight decay to BN and PReLU parameters too"),
+    LFS_CFG_BOOL("optim", "decay_bn", "true",
+                 "apply weight decay to BN, PReLU and bias parameters too (false: weights only)"),
 
     /* [checkpoint] */
     LFS_CFG_STRING("checkpoint", "dir", "checkpoints", "directory of checkpoints"),

@@ -138,7 +138,7 @@ static void checkpoint(train_run *r, lfs_trainer *t, int64_t epoch, int64_t step
   char err[1024], *path = lfs_ckpt_path(r->ckpt_dir, epoch, step);
   if (lfs_trainer_save(t, path, epoch, step, r->config_text, err, sizeof err) != 0)
     lfs_user_error("checkpoint: %s", err);
-  if (t->rank == 0 && lfs_ckpt_prune(r->ckpt_dir, r->keep, err, sizeof err) != 0)
+  if (t->rank == 0 && lfs_ckpt_prune(r->ckpt_dir, r->keep, err, sizeof err) < 0)
     lfs_warn("pruning checkpoints: %s", err);
   free(path);
 }

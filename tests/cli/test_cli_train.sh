@@ -36,6 +36,7 @@ expect "lfsearch train: tiny, loss cosface, 50 classes, 32x32, global batch 40"
 expect_re '^epoch 4/4  step 15/15  loss [0-9.]+  lr 0.1  [0-9.]+ img/s'
 last=$(acc_of 4 "$full")
 awk -v a="$last" 'BEGIN { exit !(a >= 75) }' || fail "final validation accuracy $last% (chance is 50%)"
+! grep -q "warning" <<<"$full" || { echo "$full" >&2; fail "unexpected warning"; }
 ok "training learns: validation accuracy $(acc_of 1 "$full")% after epoch 1, $last% after epoch 4"
 
 line4=$(grep -E '^epoch 4  synth_val' <<<"$full" | sed 's/^epoch 4  //')
