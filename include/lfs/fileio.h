@@ -1,4 +1,4 @@
-/* fileio.h: whole-file reads. */
+/* fileio.h: whole-file reads and durable renames. */
 #ifndef LFS_FILEIO_H
 #define LFS_FILEIO_H
 
@@ -10,5 +10,9 @@
  * buffer stays the caller's to free either way. */
 int lfs_read_file(const char *path, uint8_t **buf, size_t *cap, size_t *len, char *err,
                   size_t errlen);
+
+/* fsyncs the directory holding path, so that a rename into it is durable (best
+ * effort: some file systems refuse fsync on directories). */
+void lfs_sync_dir_of(const char *path);
 
 #endif

@@ -1,10 +1,13 @@
-/* fileio.c: reading whole files into growable memory buffers. */
+/* fileio.c: reading whole files into growable memory buffers; directory fsync
+ * after a rename. */
 #include "lfs/fileio.h"
 
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <fcntl.h>
+#include <unistd.h>
 
 int lfs_read_file(const char *path, uint8_t **buf, size_t *cap, size_t *len, char *err,
                        size_t errlen) {
@@ -37,4 +40,22 @@ int lfs_read_file(const char *path, uint8_t **buf, size_t *cap, size_t *len, cha
   }
   *len = n;
   return 0;
+}
+
+void lfs_sync_dir_of(const char *path) {
+  char *dir = strdup(path);
+  if (!dir) return;
+  char *slash = strrchr(dir, '/');
+  if (!slash)
+    snprintf(dir, strlen(dir) + 1, ".");
+  else if (slash == dir)
+    slash[1] = '\0';
+  else
+    *slash = '\0';
+  int fd = open(dir, O_RDONLY | O_DIRECTORY);
+  if (fd >= 0) {
+    (void)fsync(fd);
+    close(fd);
+  }
+  free(dir);
 }

@@ -18,6 +18,7 @@
 
 #include "data/data_internal.h"
 #include "lfs/checkpoint.h"
+#include "lfs/fileio.h"
 #include "lfs/log.h"
 
 struct lfs_ckpt {
@@ -364,22 +365,6 @@ int lfs_ckpt_set_text(lfs_ckpt *h, const char *object, const char *name, const c
   return set_attr(h, object, name, 2, 0, 0, value, err, errlen);
 }
 
-/* The rename is durable only once the directory entry is on disk. */
-static void sync_dir_of(const char *path) {
-  char *dir = strdup(path);
-  if (!dir) return;
-  char *slash = strrchr(dir, '/');
-  if (!slash) snprintf(dir, strlen(dir) + 1, ".");
-  else if (slash == dir) slash[1] = '\0';
-  else *slash = '\0';
-  int fd = open(dir, O_RDONLY | O_DIRECTORY);
-  if (fd >= 0) {
-    (void)fsync(fd); /* best effort: some file systems refuse fsync on directories */
-    close(fd);
-  }
-  free(dir);
-}
-
 int lfs_ckpt_commit(lfs_ckpt *h, char *err, size_t errlen) {
   if (!h->tmp) {
     lfs_h5_fail(err, errlen, h->path, "cannot commit a checkpoint opened for reading");
@@ -389,7 +374,7 @@ int lfs_ckpt_commit(lfs_ckpt *h, char *err, size_t errlen) {
   lfs_h5_lock();
   int rc = lfs_h5_commit_tmp(h->file, h->tmp, h->path, err, errlen);
   lfs_h5_unlock();
-  if (rc == 0) sync_dir_of(h->path);
+  if (rc == 0) lfs_sync_dir_of(h->path);
   free_handle(h);
   return rc;
 }

@@ -13,6 +13,7 @@
 #include <unistd.h>
 
 #include "data/data_internal.h"
+#include "lfs/fileio.h"
 #include "lfs/log.h"
 #include "lfs/runlog.h"
 
@@ -191,20 +192,6 @@ static int write_metrics(lfs_runlog *log, hid_t f, char *err, size_t errlen) {
   return rc;
 }
 
-static void sync_dir_of(const char *path) {
-  char *dir = dup_str(path);
-  char *slash = strrchr(dir, '/');
-  if (!slash) snprintf(dir, strlen(dir) + 1, ".");
-  else if (slash == dir) slash[1] = '\0';
-  else *slash = '\0';
-  int fd = open(dir, O_RDONLY | O_DIRECTORY);
-  if (fd >= 0) {
-    (void)fsync(fd); /* best effort: the file itself is already on disk */
-    close(fd);
-  }
-  free(dir);
-}
-
 /* Writes the whole log to a temporary file and renames it over the log. */
 static int write_file(lfs_runlog *log, char *err, size_t errlen) {
   const char *p = log->path;
@@ -229,7 +216,7 @@ static int write_file(lfs_runlog *log, char *err, size_t errlen) {
   else if (f >= 0) lfs_h5_discard_tmp(f, tmp);
   lfs_h5_unlock();
   free(tmp);
-  if (rc == 0) sync_dir_of(p);
+  if (rc == 0) lfs_sync_dir_of(p);
   return rc;
 }
 
