@@ -17,7 +17,7 @@ DATA=data/synth32
   --size 32 --seed 1 --val-pairs 1000 --test-pairs 1000
 epochs=$(sed -n 's/^epochs *= *//p' jobs/configs/synth_train.ini)
 mkdir -p runs/loss_table
-printf '%-12s %s\n' loss "test accuracy % (per seed)" > runs.table.tmp
+printf '%-12s %s\n' loss "test accuracy % (per seed)" > runs/loss_table/table.txt
 for loss in $LOSSES; do
   accs=""
   for seed in $SEEDS; do
@@ -35,6 +35,6 @@ for loss in $LOSSES; do
     accs="$accs $acc"
   done
   echo "$accs" | awk -v l="$loss" '{ s = 0; q = 0; for (i = 1; i <= NF; i++) { s += $i; q += $i * $i }
-    m = s / NF; sd = sqrt(q / NF - m * m); printf "%-12s %6.2f ± %.2f   (%s )\n", l, m, sd, $0 }' >> runs.table.tmp
+    m = s / NF; sd = sqrt(q / NF - m * m); printf "%-12s %6.2f ± %.2f   (%s )\n", l, m, sd, $0 }' >> runs/loss_table/table.txt
 done
-cat runs.table.tmp; rm -f runs.table.tmp
+cat runs/loss_table/table.txt
