@@ -32,6 +32,12 @@ _Noreturn void lfs_fatal_at(const char *file, int line, const char *fmt, ...)
     if (!(cond)) lfs_fatal("internal check failed: %s", #cond);                \
   } while (0)
 
+/* Runs fn(arg) before a user error exits the process (up to 8 hooks; the last
+ * registered runs first). For background threads that must stop before the
+ * libraries they use are torn down at exit (the loader's prefetch thread). */
+void lfs_on_user_exit(void (*fn)(void *), void *arg);
+void lfs_on_user_exit_remove(void (*fn)(void *), void *arg);
+
 /* Collective user error: rank 0 prints "lfsearch: error: message", every rank exits 2. */
 _Noreturn void lfs_user_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 /* User error found by one rank only (e.g. a rank's own data slice): that rank prints

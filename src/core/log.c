@@ -57,6 +57,34 @@ void lfs_warn(const char *fmt, ...) {
   va_end(ap);
 }
 
+enum { max_exit_hooks = 8 };
+static struct {
+  void (*fn)(void *);
+  void *arg;
+} exit_hooks[max_exit_hooks];
+static int nexit_hooks;
+
+void lfs_on_user_exit(void (*fn)(void *), void *arg) {
+  LFS_ASSERT(nexit_hooks < max_exit_hooks);
+  exit_hooks[nexit_hooks].fn = fn;
+  exit_hooks[nexit_hooks++].arg = arg;
+}
+
+void lfs_on_user_exit_remove(void (*fn)(void *), void *arg) {
+  for (int i = 0; i < nexit_hooks; i++)
+    if (exit_hooks[i].fn == fn && exit_hooks[i].arg == arg) {
+      exit_hooks[i] = exit_hooks[--nexit_hooks];
+      return;
+    }
+}
+
+static void run_exit_hooks(void) {
+  while (nexit_hooks > 0) {
+    nexit_hooks--;
+    exit_hooks[nexit_hooks].fn(exit_hooks[nexit_hooks].arg);
+  }
+}
+
 static _Noreturn void abort_job(int code) {
   if (mpi_active()) MPI_Abort(MPI_COMM_WORLD, code);
   exit(code);
@@ -104,6 +132,7 @@ void lfs_user_error(const char *fmt, ...) {
     va_end(ap);
     fflush(stderr);
   }
+  run_exit_hooks();
   if (mpi_active()) MPI_Finalize();
   exit(LFS_EXIT_USAGE);
 }
@@ -116,6 +145,7 @@ void lfs_user_error_local(const char *fmt, ...) {
   fputc('\n', stderr);
   va_end(ap);
   fflush(stderr);
+  run_exit_hooks();
   abort_job(LFS_EXIT_USAGE);
 }
 

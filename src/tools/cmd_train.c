@@ -94,15 +94,18 @@ static void parse(train_run *r, int argc, char **argv) {
   r->config_text = lfs_config_dump(c);
 }
 
-static int32_t dataset_classes(const char *path, int *size) {
+static int32_t dataset_classes(const char *path, int *size, int64_t *count) {
   char err[1024];
   lfs_dataset *ds = lfs_dataset_open(path, err, sizeof err);
   if (!ds) lfs_user_error("[data] train: %s", err);
   const int32_t k = lfs_dataset_classes(ds);
   *size = lfs_dataset_height(ds);
+  *count = lfs_dataset_count(ds);
   lfs_dataset_close(ds);
   return k;
 }
+
+static void close_loader(void *l) { lfs_loader_close(l); }
 
 static int any_rank(int mine) {
   int any = 0;
@@ -232,22 +235,29 @@ int lfs_cmd_train(int argc, char **argv) {
   parse(&r, argc, argv);
   lfs_set_threads((int)lfs_config_int(r.cfg, "run.threads"));
   int size = 0;
-  const int32_t classes = dataset_classes(lfs_config_string(r.cfg, "data.train"), &size);
+  int64_t images = 0;
+  const int32_t classes = dataset_classes(lfs_config_string(r.cfg, "data.train"), &size, &images);
   if (size != lfs_config_int(r.cfg, "data.image_size"))
     lfs_user_error("[data] train has %dx%d images but [data] image_size = %lld", size, size,
                    (long long)lfs_config_int(r.cfg, "data.image_size"));
   char err[1024];
+  const int global_batch = (int)lfs_config_int(r.cfg, "data.batch_size");
+  if (images < global_batch)
+    lfs_user_error("[data] train has %lld images, fewer than [data] batch_size = %d",
+                   (long long)images, global_batch);
+  /* the loader drops each epoch's last partial batch */
+  lfs_trainer t;
+  if (any_rank(lfs_trainer_init(&t, r.cfg, classes, images / global_batch, MPI_COMM_WORLD, err,
+                                sizeof err) != 0))
+    lfs_user_error("%s", err);
   const lfs_loader_cfg lc = {.path = lfs_config_string(r.cfg, "data.train"),
-                             .global_batch = (int)lfs_config_int(r.cfg, "data.batch_size"),
-                             .rank = lfs_world_rank(), .ranks = lfs_world_size(),
+                             .global_batch = global_batch, .rank = lfs_world_rank(),
+                             .ranks = lfs_world_size(),
                              .seed = (uint64_t)lfs_config_int(r.cfg, "run.seed"),
                              .flip = lfs_config_bool(r.cfg, "data.flip"), .prefetch = 2};
   lfs_loader *l = lfs_loader_open(&lc, err, sizeof err);
   if (any_rank(!l)) lfs_user_error("[data] train: %s", l ? "another rank could not open it" : err);
-  lfs_trainer t;
-  if (any_rank(lfs_trainer_init(&t, r.cfg, classes, lfs_loader_steps_per_epoch(l), MPI_COMM_WORLD,
-                                err, sizeof err) != 0))
-    lfs_user_error("%s", err);
+  lfs_on_user_exit(close_loader, l); /* its prefetch thread must stop before HDF5 goes */
   if (lfs_world_rank() == 0) make_dir(r.ckpt_dir);
   MPI_Barrier(MPI_COMM_WORLD);
   int64_t epoch, step, total = 0;
@@ -273,6 +283,7 @@ int lfs_cmd_train(int argc, char **argv) {
     }
   }
   if (log) lfs_runlog_close(log);
+  lfs_on_user_exit_remove(close_loader, l);
   lfs_loader_close(l);
   lfs_trainer_free(&t);
   free(r.config_text);
