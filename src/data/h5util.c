@@ -166,30 +166,39 @@ static hssize_t attr_points(hid_t a) {
   return n;
 }
 
-int lfs_h5_read_int_attr(hid_t obj, const char *path, const char *name, int64_t *value, char *err,
-                         size_t errlen) {
+/* Reads a one-value attribute of class `want` (described as `what` in errors)
+ * into out as mem_type. */
+static int read_scalar_attr(hid_t obj, const char *path, const char *name, H5T_class_t want,
+                            const char *what, hid_t mem_type, void *out, char *err,
+                            size_t errlen) {
   hid_t a = open_attr(obj, path, name, err, errlen);
   if (a < 0) return -1;
   int rc = -1;
   hid_t t = H5Aget_type(a);
   H5T_class_t c = t >= 0 ? H5Tget_class(t) : H5T_NO_CLASS;
   hssize_t n = attr_points(a);
-  long long v = 0;
-  if (t < 0 || n < 0) {
+  if (t < 0 || n < 0)
     lfs_h5_fail_lib(err, errlen, path, "attribute %s: cannot read its type", name);
-  } else if (c != H5T_INTEGER) {
-    lfs_h5_fail(err, errlen, path, "attribute %s has type %s, expected an integer", name,
-                class_name(c));
-  } else if (n != 1) {
+  else if (c != want)
+    lfs_h5_fail(err, errlen, path, "attribute %s has type %s, expected %s", name, class_name(c),
+                what);
+  else if (n != 1)
     lfs_h5_fail(err, errlen, path, "attribute %s has %lld values, expected one", name, (long long)n);
-  } else if (H5Aread(a, H5T_NATIVE_LLONG, &v) < 0) {
+  else if (H5Aread(a, mem_type, out) < 0)
     lfs_h5_fail_lib(err, errlen, path, "attribute %s: cannot read it", name);
-  } else {
-    *value = v;
+  else
     rc = 0;
-  }
   lfs_h5_close_id(t);
   H5Aclose(a);
+  return rc;
+}
+
+int lfs_h5_read_int_attr(hid_t obj, const char *path, const char *name, int64_t *value, char *err,
+                         size_t errlen) {
+  long long v = 0;
+  const int rc = read_scalar_attr(obj, path, name, H5T_INTEGER, "an integer", H5T_NATIVE_LLONG, &v,
+                                  err, errlen);
+  if (rc == 0) *value = v;
   return rc;
 }
 
@@ -278,26 +287,8 @@ int lfs_h5_write_f64_attr(hid_t obj, const char *path, const char *name, double 
 
 int lfs_h5_read_f64_attr(hid_t obj, const char *path, const char *name, double *value, char *err,
                          size_t errlen) {
-  hid_t a = open_attr(obj, path, name, err, errlen);
-  if (a < 0) return -1;
-  int rc = -1;
-  hid_t t = H5Aget_type(a);
-  H5T_class_t c = t >= 0 ? H5Tget_class(t) : H5T_NO_CLASS;
-  hssize_t n = attr_points(a);
-  if (t < 0 || n < 0)
-    lfs_h5_fail_lib(err, errlen, path, "attribute %s: cannot read its type", name);
-  else if (c != H5T_FLOAT)
-    lfs_h5_fail(err, errlen, path, "attribute %s has type %s, expected a float", name,
-                class_name(c));
-  else if (n != 1)
-    lfs_h5_fail(err, errlen, path, "attribute %s has %lld values, expected one", name, (long long)n);
-  else if (H5Aread(a, H5T_NATIVE_DOUBLE, value) < 0)
-    lfs_h5_fail_lib(err, errlen, path, "attribute %s: cannot read it", name);
-  else
-    rc = 0;
-  lfs_h5_close_id(t);
-  H5Aclose(a);
-  return rc;
+  return read_scalar_attr(obj, path, name, H5T_FLOAT, "a float", H5T_NATIVE_DOUBLE, value, err,
+                          errlen);
 }
 
 int lfs_h5_write_str_attr(hid_t obj, const char *path, const char *name, const char *value,
