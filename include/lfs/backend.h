@@ -105,10 +105,11 @@ struct lfs_backend {
 
 /* The CPU reference backend (always present). */
 lfs_backend *lfs_backend_cpu(void);
-/* The BLAS the CPU backend calls ("OpenBLAS 0.3.21 ... Haswell ..."), and a hint
- * when its kernel choice is far below what the CPU can do (else NULL). */
+/* The GEMM the CPU backend computes with ("lfsearch packed SGEMM, avx512
+ * micro-kernel"), and the OpenBLAS that `lfsearch bench` compares it with
+ * ("OpenBLAS 0.3.21 (Haswell kernels)"). */
+const char *lfs_cpu_gemm_describe(void);
 const char *lfs_cpu_blas_describe(void);
-const char *lfs_cpu_blas_hint(void);
 /* A backend by name ("cpu", "cuda"); NULL if it is not built in. */
 lfs_backend *lfs_backend_get(const char *name);
 

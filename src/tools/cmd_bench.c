@@ -12,6 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "backend/cpu/cpu_internal.h"
 #include "lfs/graph.h"
 #include "lfs/loader.h"
 #include "lfs/log.h"
@@ -23,9 +24,11 @@
 
 typedef struct {
   int threads[8], nthreads;
-  int reps, batch, batch_set;
+  int reps, batch, batch_set, reps_set;
   const char *loader; /* --loader DATASET */
-  int steps, prefetch, shuffle;
+  const char *train;  /* --train MODEL */
+  int size, classes;
+  int steps, prefetch, shuffle, steps_set;
 } bench_opts;
 
 typedef enum { CASE_COMPUTE, CASE_MEMORY } case_kind;
@@ -40,9 +43,9 @@ static void fill_random(float *x, size_t n, uint32_t tag) {
 /* OpenBLAS's own controls (lfsearch keeps it at one thread, see gemm.c). */
 extern void openblas_set_num_threads(int num_threads);
 
-/* Best-of-reps rate of OpenBLAS's own threaded SGEMM on a square 1024 problem,
- * in GFLOP/s: the reference the layers are measured against. */
-static double sgemm_rate(int reps, int threads) {
+/* Best-of-reps rate of a square 1024 SGEMM in GFLOP/s: lfsearch's own (`own`,
+ * the reference the layers are measured against) or OpenBLAS's threaded one. */
+static double sgemm_rate(int reps, int threads, int own) {
   const int n = 1024;
   float *a = lfs_alloc_floats((size_t)n * n), *b = lfs_alloc_floats((size_t)n * n),
         *c = lfs_alloc_floats((size_t)n * n);
@@ -52,7 +55,10 @@ static double sgemm_rate(int reps, int threads) {
   openblas_set_num_threads(threads);
   for (int r = 0; r <= reps; r++) {
     double t0 = lfs_now();
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, n, n, n, 1.0f, a, n, b, n, 0.0f, c, n);
+    if (own)
+      lfs_cpu_sgemm(0, 0, n, n, n, 1.0f, a, n, b, n, 0.0f, c, n);
+    else
+      cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, n, n, n, 1.0f, a, n, b, n, 0.0f, c, n);
     if (r > 0) best = best_of(best, lfs_now() - t0); /* r = 0 warms up */
   }
   openblas_set_num_threads(1);
@@ -228,19 +234,31 @@ static void parse_bench(bench_opts *o, int argc, char **argv) {
                "                      [--shuffle IMAGES]\n"
                "  times the training loader: images/s of each rank's slice of global batches\n"
                "  of B (default 128 per rank), read synchronously on the calling thread (one\n"
-               "  core) and through the prefetch thread; run under mpiexec for several ranks");
+               "  core) and through the prefetch thread; run under mpiexec for several ranks\n"
+               "usage: lfsearch bench --train MODEL [--size S] [--batch B] [--classes 1000]\n"
+               "                      [--threads 1,2] [--steps 5] [--reps 3]\n"
+               "  images/s of whole training steps (forward, ArcFace head, backward, all-reduce,\n"
+               "  SGD) on random input; B is the global batch (default 64), S the input side\n"
+               "  (default 112, 32 for tiny); bench/compare_pytorch.sh runs PyTorch beside it");
       exit(0);
     } else if (!strcmp(a, "--threads")) {
       parse_threads(o, v ? v : ""), i++;
     } else if (!strcmp(a, "--reps")) {
-      o->reps = (int)lfs_cli_long(a, v, 1, 1000), i++;
+      o->reps = (int)lfs_cli_long(a, v, 1, 1000), o->reps_set = 1, i++;
     } else if (!strcmp(a, "--batch")) {
       o->batch = (int)lfs_cli_long(a, v, 1, 1 << 20), o->batch_set = 1, i++;
     } else if (!strcmp(a, "--loader")) {
       if (!v || !*v) lfs_user_error("bench: --loader needs a dataset file");
       o->loader = v, i++;
+    } else if (!strcmp(a, "--train")) {
+      if (!v || !*v) lfs_user_error("bench: --train needs a model name (tiny, r18, mbf, ...)");
+      o->train = v, i++;
+    } else if (!strcmp(a, "--size")) {
+      o->size = (int)lfs_cli_long(a, v, 8, 1024), i++;
+    } else if (!strcmp(a, "--classes")) {
+      o->classes = (int)lfs_cli_long(a, v, 1, 100000000), i++;
     } else if (!strcmp(a, "--steps")) {
-      o->steps = (int)lfs_cli_long(a, v, 1, 1000000), i++;
+      o->steps = (int)lfs_cli_long(a, v, 1, 1000000), o->steps_set = 1, i++;
     } else if (!strcmp(a, "--prefetch")) {
       o->prefetch = (int)lfs_cli_long(a, v, 1, 64), i++;
     } else if (!strcmp(a, "--shuffle")) {
@@ -251,18 +269,31 @@ static void parse_bench(bench_opts *o, int argc, char **argv) {
   }
 }
 
+static int bench_train(const bench_opts *o) {
+  lfs_bench_train_opts t = {.model = o->train, .batch = o->batch_set ? o->batch : 64,
+                            .classes = o->classes ? o->classes : 1000,
+                            .size = o->size ? o->size : (strcmp(o->train, "tiny") ? 112 : 32),
+                            .steps = o->steps_set ? o->steps : 5, .reps = o->reps_set ? o->reps : 3,
+                            .nthreads = o->nthreads};
+  memcpy(t.threads, o->threads, sizeof t.threads);
+  return lfs_bench_train(&t);
+}
+
 int lfs_cmd_bench(int argc, char **argv) {
   bench_opts o;
   parse_bench(&o, argc, argv);
   if (o.loader) return bench_loader(&o);
+  if (o.train) return bench_train(&o);
   if (o.batch > 4096)
     lfs_user_error("bench: --batch %d is above 4096 for the layer benchmark", o.batch);
-  if (lfs_cpu_blas_hint()) lfs_info("note: %s", lfs_cpu_blas_hint());
   for (int t = 0; t < o.nthreads; t++) {
     lfs_set_threads(o.threads[t]);
-    const double gemm = sgemm_rate(o.reps, o.threads[t]);
-    lfs_info("threads %d, batch %d, best of %d; SGEMM (%s) 1024^3: %.1f GFLOP/s",
-             o.threads[t], o.batch, o.reps, lfs_cpu_blas_describe(), gemm);
+    const double gemm = sgemm_rate(o.reps, o.threads[t], 1);
+    const double blas = sgemm_rate(o.reps, o.threads[t], 0);
+    lfs_info("threads %d, batch %d, best of %d; SGEMM 1024^3: lfsearch (%s kernel) %.1f GFLOP/s,\n"
+             "  %s %.1f GFLOP/s",
+             o.threads[t], o.batch, o.reps, lfs_cpu_sgemm_kernel_name(), gemm,
+             lfs_cpu_blas_describe(), blas);
     lfs_info("  %-26s %9s %9s %10s %10s %8s", "case", "fwd ms", "bwd ms", "fwd GF/s", "f+b GF/s",
              "of SGEMM");
     for (int c = 0; c < case_count; c++) time_case(&cases[c], &o, gemm);

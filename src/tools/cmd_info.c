@@ -26,8 +26,7 @@ static void print_build(void) {
 #else
   lfs_info("  CUDA backend : not built");
 #endif
-  lfs_info("  BLAS         : %s", lfs_cpu_blas_describe());
-  if (lfs_cpu_blas_hint()) lfs_info("  BLAS hint    : %s", lfs_cpu_blas_hint());
+  lfs_info("  GEMM         : %s", lfs_cpu_gemm_describe());
   lfs_info("  MPI ranks    : %d", lfs_world_size());
   lfs_info("  threads/rank : %d", lfs_get_threads());
 }

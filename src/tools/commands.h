@@ -13,6 +13,15 @@ int lfs_cmd_pack(int argc, char **argv);
 int lfs_cmd_train(int argc, char **argv);
 int lfs_cmd_eval(int argc, char **argv);
 
+/* `lfsearch bench --train MODEL`: images/s of whole training steps. */
+typedef struct {
+  const char *model;
+  int size, batch, classes; /* input side, global batch, head classes */
+  int steps, reps;          /* each timed run takes `steps` steps; best of `reps` */
+  int threads[8], nthreads; /* one measurement per thread count */
+} lfs_bench_train_opts;
+int lfs_bench_train(const lfs_bench_train_opts *o);
+
 /* Builds a configuration from `-c FILE` and `--set section.key=value` options
  * (file first, then overrides in order). Unrecognised options are left in
  * argv (compacted; *argc updated). A bad file or override is a user error. */

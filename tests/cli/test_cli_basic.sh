@@ -13,7 +13,9 @@ run 0 "$LFSEARCH" --version
 expect_re '^lfsearch [0-9]+\.[0-9]+'; ok "--version"
 
 run 0 "$LFSEARCH" info
-expect "CUDA backend :"; expect "MPI ranks    : 1"; ok "info describes the build"
+expect "CUDA backend :"; expect "MPI ranks    : 1"
+expect_re '^  GEMM +: lfsearch packed SGEMM, (avx512|avx2|portable) micro-kernel$'
+ok "info describes the build"
 run 2 "$LFSEARCH" info --gpus
 expect 'unknown option "--gpus"'; ok "info rejects an unknown option"
 run 0 "$LFSEARCH" info --devices
@@ -24,11 +26,18 @@ expect_re '^\[rank 0\] '; expect_re '^\[rank 1\] '; expect "MPI ranks    : 2"
 ok "info --devices reports every rank"
 
 run 0 "$LFSEARCH" bench --threads 1 --reps 1 --batch 1
-expect_re 'SGEMM \(OpenBLAS [^)]+\) 1024\^3: [0-9.]+ GFLOP/s'
+expect_re 'SGEMM 1024\^3: lfsearch \((avx512|avx2|portable) kernel\) [0-9.]+ GFLOP/s'
+expect_re '^  OpenBLAS [0-9.]+ \([A-Za-z0-9]+ kernels\) [0-9.]+ GFLOP/s'
 for c in "conv3x3 64->64 s1" "depthwise3x3 64 s1" "batchnorm2d 64" "linear 25088->512" "iresnet block 64->128 s2"; do
   expect_re "^  $c +[0-9.]+ +[0-9.]+ +[0-9.]+"
 done
 ok "bench times every case and the SGEMM rate"
+run 0 "$LFSEARCH" bench --train tiny --size 16 --batch 4 --classes 10 --steps 1 --reps 1 --threads 1,2
+expect "train step: tiny at 16x16, global batch 4 over 1 ranks, 10 classes"
+expect_re '^  tiny +1 +[0-9.]+ +[0-9.]+$'; expect_re '^  tiny +2 +[0-9.]+ +[0-9.]+$'
+ok "bench --train times whole training steps"
+run 2 "$LFSEARCH" bench --train r7
+expect 'model.arch'; expect '"r7"'; ok "bench --train names a bad model"
 run 2 "$LFSEARCH" bench --threads 0
 expect '--threads: "0" is not a whole number in [1, 1024]'; ok "bench rejects a bad thread count"
 run 2 "$LFSEARCH" bench --reps

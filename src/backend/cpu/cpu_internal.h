@@ -38,9 +38,17 @@ static inline double lfs_cpu_dot_shifted(const float *x, float shift, const floa
   return total;
 }
 
-/* C [m, n] = alpha op(A) op(B) + beta C, row-major; ta/tb transpose A/B. */
+/* C [m, n] = alpha op(A) op(B) + beta C, row-major; ta/tb transpose A/B.
+ * lfs_cpu_sgemm splits C over the OpenMP threads; lfs_cpu_sgemm_serial is the
+ * single-threaded packed GEMM (sgemm.c). */
 void lfs_cpu_sgemm(int ta, int tb, int m, int n, int k, float alpha, const float *a, int lda,
                    const float *b, int ldb, float beta, float *c, int ldc);
+void lfs_cpu_sgemm_serial(int ta, int tb, int m, int n, int k, float alpha, const float *a, int lda,
+                          const float *b, int ldb, float beta, float *c, int ldc);
+/* The micro-kernel in use ("avx512", "avx2" or "portable"); select one by name
+ * (NULL: the best this CPU runs), -1 if this CPU cannot run it. */
+const char *lfs_cpu_sgemm_kernel_name(void);
+int lfs_cpu_sgemm_select(const char *name);
 
 void lfs_cpu_conv2d_forward(lfs_backend *be, const lfs_conv_desc *d, float *y, const float *x,
                             const float *w, const float *b);

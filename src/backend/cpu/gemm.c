@@ -1,11 +1,10 @@
 /* gemm.c: SGEMM for the CPU backend, row-major, parallel over OpenMP threads.
  *
- * OpenBLAS runs single-threaded inside lfsearch (lfs_set_threads) and each
- * OpenMP thread multiplies its own block of C, split along the larger of the
- * output dimensions. One threading runtime for every kernel means no spinning
- * OpenBLAS pool fighting the OpenMP team for the same cores, and the result
- * depends only on the thread count. */
-#include <cblas.h>
+ * Each OpenMP thread multiplies its own block of C with the single-threaded
+ * packed GEMM (sgemm.c), split along the larger of the output dimensions; since
+ * that GEMM's sums do not depend on where an element sits, neither does the
+ * result on the thread count. OpenBLAS is linked only as the reference that
+ * `lfsearch bench` measures against (kept single-threaded by lfs_set_threads). */
 #include <stdio.h>
 #include <string.h>
 
@@ -22,9 +21,7 @@
 
 static void gemm_block(int ta, int tb, int m, int n, int k, float alpha, const float *a, int lda,
                        const float *b, int ldb, float beta, float *c, int ldc) {
-  if (m <= 0 || n <= 0) return;
-  cblas_sgemm(CblasRowMajor, ta ? CblasTrans : CblasNoTrans, tb ? CblasTrans : CblasNoTrans, m, n,
-              k, alpha, a, lda, b, ldb, beta, c, ldc);
+  lfs_cpu_sgemm_serial(ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
 }
 
 static void split(int total, int parts, int part, int *lo, int *hi) {
@@ -67,25 +64,18 @@ void lfs_cpu_sgemm(int ta, int tb, int m, int n, int k, float alpha, const float
 extern char *openblas_get_corename(void);
 extern char *openblas_get_config(void);
 
-/* Debian's OpenBLAS 0.3.21 does not know some newer CPUs and falls back to SSE3
- * kernels at a fraction of the speed; the user can override that. */
-const char *lfs_cpu_blas_hint(void) {
-  const char *core = openblas_get_corename();
-  const int sse_only = !strcmp(core, "Prescott") || !strcmp(core, "Nehalem") ||
-                       !strcmp(core, "Core2") || !strcmp(core, "Penryn") || !strcmp(core, "Dunnington");
-#if defined(__x86_64__) || defined(__i386__)
-  /* Haswell's kernels, not SkylakeX's: with 0.3.21's SkylakeX kernels the
-   * multi-rank training test (tests/mpi/test_train_mpi) drifts by 6e-3 here */
-  if (sse_only && __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma"))
-    return "OpenBLAS picked SSE kernels on an AVX2 CPU: OPENBLAS_CORETYPE=Haswell gives "
-           "several times faster GEMM";
-#endif
-  (void)sse_only;
-  return NULL;
+const char *lfs_cpu_gemm_describe(void) {
+  static char text[96];
+  snprintf(text, sizeof text, "lfsearch packed SGEMM, %s micro-kernel", lfs_cpu_sgemm_kernel_name());
+  return text;
 }
 
+/* "OpenBLAS 0.3.21 (Prescott kernels)": the version from the build string, and
+ * the kernels it picked at run time (the build string names its build target). */
 const char *lfs_cpu_blas_describe(void) {
   static char text[160];
-  snprintf(text, sizeof text, "%s", openblas_get_config());
+  char version[40] = "?";
+  sscanf(openblas_get_config(), "OpenBLAS %39s", version);
+  snprintf(text, sizeof text, "OpenBLAS %s (%s kernels)", version, openblas_get_corename());
   return text;
 }
