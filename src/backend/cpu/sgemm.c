@@ -13,7 +13,6 @@
  * on m, n, the block an element falls in or the thread that computes it. This is
  * what lets a batch split over MPI ranks or OpenMP threads reproduce the whole
  * batch's numbers. */
-#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -27,9 +26,10 @@
 
 enum { kc_block = 256, mc_block = 96, nc_block = 2048, max_mr = 12, max_nr = 32 };
 
-/* c [mr, nr] (row stride ldc) = alpha a_panel b_panel + beta c; beta == 0 does not read c. */
+/* c [rows, cols] (row stride ldc) = alpha a_panel b_panel + beta c, for the
+ * top-left rows x cols of the mr x nr tile (edge tiles); beta == 0 does not read c. */
 typedef void (*micro_kernel)(int kc, const float *a, const float *b, float *c, int ldc, float alpha,
-                             float beta);
+                             float beta, int rows, int cols);
 
 typedef struct {
   const char *name;
@@ -37,26 +37,24 @@ typedef struct {
   micro_kernel kernel;
 } sgemm_arch;
 
-/* alpha acc + beta c with one rounding of the sum, as the vector kernels do it. */
-static inline float fold(float acc, float alpha, float beta, float c) {
-  return beta == 0.0f ? alpha * acc : fmaf(beta, c, alpha * acc);
-}
-
 static void kernel_portable(int kc, const float *a, const float *b, float *c, int ldc, float alpha,
-                            float beta) {
+                            float beta, int rows, int cols) {
   enum { mr = 4, nr = 16 };
   float acc[mr][nr] = {{0}};
   for (int p = 0; p < kc; p++, a += mr, b += nr)
     for (int i = 0; i < mr; i++)
-      for (int j = 0; j < nr; j++) acc[i][j] = fmaf(a[i], b[j], acc[i][j]);
-  for (int i = 0; i < mr; i++)
-    for (int j = 0; j < nr; j++) c[(size_t)i * ldc + j] = fold(acc[i][j], alpha, beta, c[(size_t)i * ldc + j]);
+      for (int j = 0; j < nr; j++) acc[i][j] += a[i] * b[j];
+  for (int i = 0; i < rows; i++)
+    for (int j = 0; j < cols; j++) {
+      float *cij = c + (size_t)i * ldc + j;
+      *cij = beta == 0.0f ? alpha * acc[i][j] : alpha * acc[i][j] + beta * *cij;
+    }
 }
 
 #ifdef LFS_SGEMM_X86
 __attribute__((target("avx2,fma"))) static void kernel_avx2(int kc, const float *a, const float *b,
                                                             float *c, int ldc, float alpha,
-                                                            float beta) {
+                                                            float beta, int rows, int cols) {
   enum { mr = 6 };
   __m256 acc[mr][2];
   for (int i = 0; i < mr; i++) acc[i][0] = acc[i][1] = _mm256_setzero_ps();
@@ -69,17 +67,25 @@ __attribute__((target("avx2,fma"))) static void kernel_avx2(int kc, const float 
     }
   }
   const __m256 va = _mm256_set1_ps(alpha), vb = _mm256_set1_ps(beta);
-  for (int i = 0; i < mr; i++)
-    for (int h = 0; h < 2; h++) {
+  const __m256i lane = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+  for (int h = 0; h < 2; h++) {
+    const __m256i mask = _mm256_cmpgt_epi32(_mm256_set1_epi32(cols - 8 * h), lane);
+    for (int i = 0; i < rows; i++) {
       float *ci = c + (size_t)i * ldc + 8 * h;
       const __m256 scaled = _mm256_mul_ps(va, acc[i][h]);
-      _mm256_storeu_ps(ci, beta == 0.0f ? scaled : _mm256_fmadd_ps(vb, _mm256_loadu_ps(ci), scaled));
+      if (cols >= 8 * h + 8) {
+        _mm256_storeu_ps(ci, beta == 0.0f ? scaled : _mm256_fmadd_ps(vb, _mm256_loadu_ps(ci), scaled));
+      } else if (cols > 8 * h) {
+        const __m256 old = beta == 0.0f ? scaled : _mm256_fmadd_ps(vb, _mm256_maskload_ps(ci, mask), scaled);
+        _mm256_maskstore_ps(ci, mask, old);
+      }
     }
+  }
 }
 
 __attribute__((target("avx512f"))) static void kernel_avx512(int kc, const float *a, const float *b,
                                                             float *c, int ldc, float alpha,
-                                                            float beta) {
+                                                            float beta, int rows, int cols) {
   enum { mr = 12 };
   __m512 acc[mr][2];
   for (int i = 0; i < mr; i++) acc[i][0] = acc[i][1] = _mm512_setzero_ps();
@@ -92,12 +98,18 @@ __attribute__((target("avx512f"))) static void kernel_avx512(int kc, const float
     }
   }
   const __m512 va = _mm512_set1_ps(alpha), vb = _mm512_set1_ps(beta);
-  for (int i = 0; i < mr; i++)
-    for (int h = 0; h < 2; h++) {
+  for (int h = 0; h < 2; h++) {
+    const int left = cols - 16 * h;
+    if (left <= 0) break;
+    const __mmask16 mask = left >= 16 ? 0xffff : (__mmask16)((1u << left) - 1u);
+    for (int i = 0; i < rows; i++) {
       float *ci = c + (size_t)i * ldc + 16 * h;
       const __m512 scaled = _mm512_mul_ps(va, acc[i][h]);
-      _mm512_storeu_ps(ci, beta == 0.0f ? scaled : _mm512_fmadd_ps(vb, _mm512_loadu_ps(ci), scaled));
+      const __m512 out =
+          beta == 0.0f ? scaled : _mm512_fmadd_ps(vb, _mm512_maskz_loadu_ps(mask, ci), scaled);
+      _mm512_mask_storeu_ps(ci, mask, out);
     }
+  }
 }
 #endif
 
@@ -153,61 +165,63 @@ static float *pack_buffer(float **buf, size_t count) {
   return *buf;
 }
 
-/* pa [ceil(mc/mr) panels][kc][mr] <- op(A) rows [0, mc), columns [0, kc) at a. */
+/* pa [ceil(mc/mr) panels][kc][mr] <- op(A) rows [0, mc), columns [0, kc) at a.
+ * Loops run along A's memory order, so reads are sequential and the scattered
+ * writes stay inside one panel (kc x mr floats, in L1/L2). */
 static void pack_a_block(float *pa, int mr, int ta, const float *a, int lda, int mc, int kc) {
   for (int i0 = 0; i0 < mc; i0 += mr, pa += (size_t)mr * kc) {
     const int rows = mc - i0 < mr ? mc - i0 : mr;
-    for (int p = 0; p < kc; p++) {
-      float *dst = pa + (size_t)p * mr;
-      if (ta) {
+    if (ta) {
+      for (int p = 0; p < kc; p++) {
         const float *src = a + (size_t)p * lda + i0;
+        float *dst = pa + (size_t)p * mr;
         for (int i = 0; i < rows; i++) dst[i] = src[i];
-      } else {
-        const float *src = a + (size_t)i0 * lda + p;
-        for (int i = 0; i < rows; i++) dst[i] = src[(size_t)i * lda];
+        for (int i = rows; i < mr; i++) dst[i] = 0.0f;
       }
-      for (int i = rows; i < mr; i++) dst[i] = 0.0f;
+      continue;
     }
+    for (int i = 0; i < rows; i++) {
+      const float *src = a + (size_t)(i0 + i) * lda;
+      for (int p = 0; p < kc; p++) pa[(size_t)p * mr + i] = src[p];
+    }
+    for (int i = rows; i < mr; i++)
+      for (int p = 0; p < kc; p++) pa[(size_t)p * mr + i] = 0.0f;
   }
 }
 
-/* pb [ceil(nc/nr) panels][kc][nr] <- op(B) rows [0, kc), columns [0, nc) at b. */
+/* pb [ceil(nc/nr) panels][kc][nr] <- op(B) rows [0, kc), columns [0, nc) at b,
+ * read in B's memory order as pack_a_block does. */
 static void pack_b_block(float *pb, int nr, int tb, const float *b, int ldb, int kc, int nc) {
   for (int j0 = 0; j0 < nc; j0 += nr, pb += (size_t)nr * kc) {
     const int cols = nc - j0 < nr ? nc - j0 : nr;
-    for (int p = 0; p < kc; p++) {
-      float *dst = pb + (size_t)p * nr;
-      if (tb) {
-        const float *src = b + (size_t)j0 * ldb + p;
-        for (int j = 0; j < cols; j++) dst[j] = src[(size_t)j * ldb];
-      } else {
+    if (!tb) {
+      for (int p = 0; p < kc; p++) {
+        float *dst = pb + (size_t)p * nr;
         memcpy(dst, b + (size_t)p * ldb + j0, sizeof(float) * cols);
+        for (int j = cols; j < nr; j++) dst[j] = 0.0f;
       }
-      for (int j = cols; j < nr; j++) dst[j] = 0.0f;
+      continue;
     }
+    for (int j = 0; j < cols; j++) {
+      const float *src = b + (size_t)(j0 + j) * ldb;
+      for (int p = 0; p < kc; p++) pb[(size_t)p * nr + j] = src[p];
+    }
+    for (int j = cols; j < nr; j++)
+      for (int p = 0; p < kc; p++) pb[(size_t)p * nr + j] = 0.0f;
   }
 }
 
-/* C block [mc, nc] from packed panels; edge tiles go through a scratch tile. */
+/* C block [mc, nc] from packed panels. */
 static void macro_kernel(const sgemm_arch *ar, int mc, int nc, int kc, const float *pa,
                          const float *pb, float alpha, float beta, float *c, int ldc) {
   const int mr = ar->mr, nr = ar->nr;
-  float tile[max_mr * max_nr];
   for (int j0 = 0; j0 < nc; j0 += nr) {
     const float *bp = pb + (size_t)(j0 / nr) * nr * kc;
     const int cols = nc - j0 < nr ? nc - j0 : nr;
     for (int i0 = 0; i0 < mc; i0 += mr) {
       const float *ap = pa + (size_t)(i0 / mr) * mr * kc;
       const int rows = mc - i0 < mr ? mc - i0 : mr;
-      float *cij = c + (size_t)i0 * ldc + j0;
-      if (rows == mr && cols == nr) {
-        ar->kernel(kc, ap, bp, cij, ldc, alpha, beta);
-        continue;
-      }
-      ar->kernel(kc, ap, bp, tile, nr, 1.0f, 0.0f);
-      for (int i = 0; i < rows; i++)
-        for (int j = 0; j < cols; j++)
-          cij[(size_t)i * ldc + j] = fold(tile[i * nr + j], alpha, beta, cij[(size_t)i * ldc + j]);
+      ar->kernel(kc, ap, bp, c + (size_t)i0 * ldc + j0, ldc, alpha, beta, rows, cols);
     }
   }
 }
