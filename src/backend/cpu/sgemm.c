@@ -24,7 +24,7 @@
 #define LFS_SGEMM_X86 1
 #endif
 
-enum { kc_block = 256, mc_block = 96, nc_block = 2048, max_mr = 12, max_nr = 32 };
+enum { kc_block = 192, mc_block = 144, nc_block = 2048, max_mr = 12, max_nr = 32 };
 
 /* c [rows, cols] (row stride ldc) = alpha a_panel b_panel + beta c, for the
  * top-left rows x cols of the mr x nr tile (edge tiles); beta == 0 does not read c. */
@@ -89,6 +89,7 @@ __attribute__((target("avx512f"))) static void kernel_avx512(int kc, const float
   enum { mr = 12 };
   __m512 acc[mr][2];
   for (int i = 0; i < mr; i++) acc[i][0] = acc[i][1] = _mm512_setzero_ps();
+#pragma GCC unroll 4
   for (int p = 0; p < kc; p++, a += mr, b += 32) {
     const __m512 b0 = _mm512_loadu_ps(b), b1 = _mm512_loadu_ps(b + 16);
     for (int i = 0; i < mr; i++) {
