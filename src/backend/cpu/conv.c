@@ -1,11 +1,15 @@
 /* conv.c: CPU 2-D convolution, NCHW activations, weights (out, in/groups, kh, kw).
  *
- * Dense and grouped convolutions lower each image to a column matrix
- * col [in_c*kh*kw, out_h*out_w] (im2col) and call OpenBLAS SGEMM per group;
- * a 1x1 stride-1 unpadded conv uses the image itself as the column matrix.
- * Depthwise convolutions (groups == in_c == out_c) run as direct loops, where
- * a GEMM with one output row would waste the BLAS. The column workspace is
- * kept between calls (one backend call at a time per process). */
+ * Dense and grouped convolutions are GEMMs over the column matrix
+ * col [in_c*kh*kw, out_h*out_w] of each image (im2col), per group: forward
+ * Y = W col and weight gradient dW = dY col^T read col straight from the images
+ * while packing (implicit GEMM, src/backend/cpu/sgemm.c), so it is never
+ * stored; the input gradient goes through a stored dcol = W^T dY and col2im.
+ * Small feature maps stack several images side by side in one GEMM. A 1x1
+ * stride-1 unpadded conv of one image uses the image itself as col. Depthwise
+ * convolutions (groups == in_c == out_c) run as direct loops, where a GEMM with
+ * one output row would waste the packing. Workspaces are kept between calls
+ * (one backend call at a time per process). */
 #include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
@@ -49,58 +53,23 @@ static void valid_columns(const lfs_conv_desc *d, int j, int *lo, int *hi) {
   if (*lo > *hi) *lo = *hi;
 }
 
-/* col [in_c*kh*kw, out_h*out_w] (row stride ld) <- x [in_c, in_h, in_w]. Each
- * row copies the valid stretch of every output row and zero-fills the padding,
- * with no per-element bounds checks. */
-static void im2col(const lfs_conv_desc *d, float *col, size_t ld, const float *x) {
-  const int ohw = d->out_h * d->out_w, rows = d->in_c * d->kh * d->kw, s = d->stride;
-#pragma omp parallel for schedule(static) if ((size_t)rows * ohw > LFS_CPU_PAR_MIN)
-  for (int r = 0; r < rows; r++) {
-    const int c = r / (d->kh * d->kw), i = (r / d->kw) % d->kh, j = r % d->kw;
-    const float *xc = x + (size_t)c * d->in_h * d->in_w;
+/* dx [in_h, in_w] of channel c += col2im of its kh*kw rows (row stride ld). */
+static void col2im_channel(const lfs_conv_desc *d, float *dxc, const float *col_c, size_t ld) {
+  const int kk = d->kh * d->kw, s = d->stride;
+  for (int r = 0; r < kk; r++) {
+    const int i = r / d->kw, j = r % d->kw;
     int lo, hi;
     valid_columns(d, j, &lo, &hi);
+    const float *in = col_c + (size_t)r * ld;
     for (int oh = 0; oh < d->out_h; oh++) {
-      float *row = col + (size_t)r * ld + (size_t)oh * d->out_w;
       const int ih = oh * s - d->pad + i;
-      if (ih < 0 || ih >= d->in_h) {
-        memset(row, 0, sizeof(float) * d->out_w);
-        continue;
-      }
-      const float *src = xc + (ptrdiff_t)ih * d->in_w - d->pad + j; /* + ow*s is inside */
-      /* plain loops: rows are short, where memcpy's call costs more than the copy */
-      for (int ow = 0; ow < lo; ow++) row[ow] = 0.0f;
+      if (ih < 0 || ih >= d->in_h) continue;
+      float *dst = dxc + (ptrdiff_t)ih * d->in_w - d->pad + j;
+      const float *row = in + (size_t)oh * d->out_w;
       if (s == 1)
-        for (int ow = lo; ow < hi; ow++) row[ow] = src[ow];
+        for (int ow = lo; ow < hi; ow++) dst[ow] += row[ow];
       else
-        for (int ow = lo; ow < hi; ow++) row[ow] = src[(ptrdiff_t)ow * s];
-      for (int ow = hi; ow < d->out_w; ow++) row[ow] = 0.0f;
-    }
-  }
-}
-
-/* dx [in_c, in_h, in_w] += col2im(col [in_c*kh*kw, out_h*out_w], row stride ld).
- * Parallel over input channels so that no two threads write the same dx element. */
-static void col2im_add(const lfs_conv_desc *d, float *dx, const float *col, size_t ld) {
-  const int ohw = d->out_h * d->out_w, kk = d->kh * d->kw, s = d->stride;
-#pragma omp parallel for schedule(static) if ((size_t)d->in_c * kk * ohw > LFS_CPU_PAR_MIN)
-  for (int c = 0; c < d->in_c; c++) {
-    float *dxc = dx + (size_t)c * d->in_h * d->in_w;
-    for (int r = 0; r < kk; r++) {
-      const int i = r / d->kw, j = r % d->kw;
-      int lo, hi;
-      valid_columns(d, j, &lo, &hi);
-      const float *in = col + ((size_t)c * kk + r) * ld;
-      for (int oh = 0; oh < d->out_h; oh++) {
-        const int ih = oh * s - d->pad + i;
-        if (ih < 0 || ih >= d->in_h) continue;
-        float *dst = dxc + (ptrdiff_t)ih * d->in_w - d->pad + j;
-        const float *row = in + (size_t)oh * d->out_w;
-        if (s == 1)
-          for (int ow = lo; ow < hi; ow++) dst[ow] += row[ow];
-        else
-          for (int ow = lo; ow < hi; ow++) dst[(ptrdiff_t)ow * s] += row[ow];
-      }
+        for (int ow = lo; ow < hi; ow++) dst[(ptrdiff_t)ow * s] += row[ow];
     }
   }
 }
@@ -227,14 +196,92 @@ static void unstack_images(float *images, const float *stacked, int nb, int c, s
              sizeof(float) * hw);
 }
 
-/* The column matrix of images [n0, n0 + nb) with row stride nb * ohw; x itself
- * when a single image needs no lowering (1x1, stride 1, no padding). */
-static const float *lower(const lfs_conv_desc *d, const float *x, int n0, int nb) {
-  const size_t ohw = (size_t)d->out_h * d->out_w, in_img = (size_t)d->in_c * d->in_h * d->in_w;
-  if (nb == 1 && is_pointwise(d)) return x + n0 * in_img;
-  float *col = get_workspace(0, (size_t)d->in_c * d->kh * d->kw * nb * ohw);
-  for (int b = 0; b < nb; b++) im2col(d, col + b * ohw, nb * ohw, x + (n0 + b) * in_img);
-  return col;
+/* The column matrix of the images from x on, never stored: the GEMM packers read
+ * it straight from the images. Row r = (channel, tap row, tap column) + row0 (the
+ * group's first row); column j = (image j / ohw, output pixel j % ohw). */
+typedef struct {
+  const lfs_conv_desc *d;
+  const float *x;
+  int row0;
+} implicit_col;
+
+static void fill_zero(float *dst, int count, int stride) {
+  for (int t = 0; t < count; t++) dst[(size_t)t * stride] = 0.0f;
+}
+
+/* dst[t * stride] <- column matrix (row r, column j + t) for t < count. */
+static void col_run(const implicit_col *ic, int r, int j, int count, float *dst, int stride) {
+  const lfs_conv_desc *d = ic->d;
+  const int kk = d->kh * d->kw, c = r / kk, i = (r / d->kw) % d->kh, tj = r % d->kw;
+  const int s = d->stride, ohw = d->out_h * d->out_w;
+  const size_t in_img = (size_t)d->in_c * d->in_h * d->in_w;
+  int lo, hi;
+  valid_columns(d, tj, &lo, &hi);
+  int b = j / ohw, oh = (j % ohw) / d->out_w, ow = j % d->out_w;
+  while (count > 0) {
+    const int len = d->out_w - ow < count ? d->out_w - ow : count, end = ow + len;
+    const int ih = oh * s - d->pad + i;
+    if (ih < 0 || ih >= d->in_h) {
+      fill_zero(dst, len, stride);
+    } else {
+      /* zeros left of lo, the image from lo to hi, zeros from hi */
+      const float *src = ic->x + b * in_img + ((size_t)c * d->in_h + ih) * d->in_w - d->pad + tj;
+      const int a0 = ow > lo ? ow : lo, a1 = end < hi ? end : hi;
+      const int z0 = (a0 < end ? a0 : end) - ow;
+      fill_zero(dst, z0, stride);
+      if (stride == 1 && s == 1)
+        for (int t = a0; t < a1; t++) dst[t - ow] = src[t];
+      else
+        for (int t = a0; t < a1; t++) dst[(size_t)(t - ow) * stride] = src[(ptrdiff_t)t * s];
+      const int z1 = a1 > a0 ? a1 - ow : z0;
+      fill_zero(dst + (size_t)z1 * stride, len - z1, stride);
+    }
+    dst += (size_t)len * stride, count -= len, ow = end;
+    if (ow == d->out_w) {
+      ow = 0;
+      if (++oh == d->out_h) oh = 0, b++;
+    }
+  }
+}
+
+/* lfs_gemm_b packer of the column matrix (forward: Y = W col). */
+static void pack_col(const void *ctx, float *dst, int nr, int p0, int kc, int j0, int nc) {
+  const implicit_col *ic = ctx;
+  for (int jp = 0; jp < nc; jp += nr, dst += (size_t)nr * kc) {
+    const int cols = nc - jp < nr ? nc - jp : nr;
+    for (int p = 0; p < kc; p++) {
+      col_run(ic, ic->row0 + p0 + p, j0 + jp, cols, dst + (size_t)p * nr, 1);
+      fill_zero(dst + (size_t)p * nr + cols, nr - cols, 1);
+    }
+  }
+}
+
+/* lfs_gemm_b packer of the transposed column matrix (weight gradient: dW = dY col^T). */
+static void pack_col_t(const void *ctx, float *dst, int nr, int p0, int kc, int j0, int nc) {
+  const implicit_col *ic = ctx;
+  for (int jp = 0; jp < nc; jp += nr, dst += (size_t)nr * kc) {
+    const int cols = nc - jp < nr ? nc - jp : nr;
+    for (int q = 0; q < nr; q++) {
+      if (q < cols)
+        col_run(ic, ic->row0 + j0 + jp + q, p0, kc, dst + q, nr);
+      else
+        fill_zero(dst + q, kc, nr);
+    }
+  }
+}
+
+/* dx of images [n0, n0 + nb) += col2im(dcol [in_c*kh*kw, nb * ohw]; image b in
+ * columns [b*ohw, (b+1)*ohw)), the layout implicit_col describes.
+ * Parallel over (image, channel): no two threads write the same dx element. */
+static void raise_add(const lfs_conv_desc *d, float *dx, const float *dcol, int n0, int nb) {
+  const size_t ohw = (size_t)d->out_h * d->out_w, plane = (size_t)d->in_h * d->in_w;
+  const size_t ld = nb * ohw, kk = (size_t)d->kh * d->kw;
+#pragma omp parallel for schedule(static) if (d->in_c * kk * ld > LFS_CPU_PAR_MIN)
+  for (int t = 0; t < nb * d->in_c; t++) {
+    const int b = t / d->in_c, c = t % d->in_c;
+    col2im_channel(d, dx + ((size_t)(n0 + b) * d->in_c + c) * plane, dcol + c * kk * ld + b * ohw,
+                   ld);
+  }
 }
 
 void lfs_cpu_conv2d_forward(lfs_backend *be, const lfs_conv_desc *d, float *y, const float *x,
@@ -247,14 +294,20 @@ void lfs_cpu_conv2d_forward(lfs_backend *be, const lfs_conv_desc *d, float *y, c
   const int ohw = d->out_h * d->out_w, m = d->out_c / d->groups;
   const int k = (d->in_c / d->groups) * d->kh * d->kw;
   const size_t out_img = (size_t)d->out_c * ohw;
+  const size_t in_img = (size_t)d->in_c * d->in_h * d->in_w;
   const int chunk = chunk_images(d);
   for (int n0 = 0; n0 < d->n; n0 += chunk) {
     const int nb = d->n - n0 < chunk ? d->n - n0 : chunk, ld = nb * ohw;
-    const float *col = lower(d, x, n0, nb);
     float *out = nb == 1 ? y + n0 * out_img : get_workspace(1, (size_t)d->out_c * ld);
-    for (int g = 0; g < d->groups; g++)
-      lfs_cpu_sgemm(0, 0, m, ld, k, 1.0f, w + (size_t)g * m * k, k, col + (size_t)g * k * ld, ld,
-                    0.0f, out + (size_t)g * m * ld, ld);
+    for (int g = 0; g < d->groups; g++) {
+      /* a single 1x1 stride-1 image is its own column matrix */
+      const lfs_gemm_matrix plain = {0, ld, x + n0 * in_img + (size_t)g * k * ld};
+      const implicit_col ic = {d, x + n0 * in_img, g * k};
+      const lfs_gemm_b src = nb == 1 && is_pointwise(d) ? (lfs_gemm_b){lfs_gemm_pack_matrix, &plain, 0}
+                                                         : (lfs_gemm_b){pack_col, &ic, 0};
+      lfs_cpu_sgemm_b(0, m, ld, k, 1.0f, w + (size_t)g * m * k, k, &src, 0.0f,
+                      out + (size_t)g * m * ld, ld);
+    }
     if (nb > 1) unstack_images(y + n0 * out_img, out, nb, d->out_c, ohw);
   }
   if (d->has_bias && b) add_bias(d, y, b);
@@ -280,21 +333,20 @@ void lfs_cpu_conv2d_backward(lfs_backend *be, const lfs_conv_desc *d, float *dx,
       stack_images(stacked, grad, nb, d->out_c, ohw);
       grad = stacked;
     }
-    if (dw) {
-      const float *col = lower(d, x, n0, nb);
-      for (int g = 0; g < d->groups; g++)
-        lfs_cpu_sgemm(0, 1, m, k, ld, 1.0f, grad + (size_t)g * m * ld, ld, col + (size_t)g * k * ld,
-                      ld, 1.0f, dw + (size_t)g * m * k, k);
+    for (int g = 0; dw && g < d->groups; g++) {
+      const implicit_col ic = {d, x + n0 * in_img, g * k};
+      const lfs_gemm_b src = {pack_col_t, &ic, 0};
+      lfs_cpu_sgemm_b(0, m, k, ld, 1.0f, grad + (size_t)g * m * ld, ld, &src, 1.0f,
+                      dw + (size_t)g * m * k, k);
     }
     if (!dx) continue;
     /* a single pointwise image accumulates into dx straight from the GEMM;
-     * otherwise through the column matrix (whose lowered x is no longer needed) */
+     * otherwise through a stored column-matrix gradient and col2im */
     const int direct = nb == 1 && is_pointwise(d);
     float *dcol = direct ? dx + n0 * in_img : get_workspace(0, (size_t)k * d->groups * ld);
     for (int g = 0; g < d->groups; g++)
       lfs_cpu_sgemm(1, 0, k, ld, m, 1.0f, w + (size_t)g * m * k, k, grad + (size_t)g * m * ld, ld,
                     direct ? 1.0f : 0.0f, dcol + (size_t)g * k * ld, ld);
-    if (!direct)
-      for (int b = 0; b < nb; b++) col2im_add(d, dx + (n0 + b) * in_img, dcol + b * ohw, ld);
+    if (!direct) raise_add(d, dx, dcol, n0, nb);
   }
 }

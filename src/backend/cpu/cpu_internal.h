@@ -45,6 +45,28 @@ void lfs_cpu_sgemm(int ta, int tb, int m, int n, int k, float alpha, const float
                    const float *b, int ldb, float beta, float *c, int ldc);
 void lfs_cpu_sgemm_serial(int ta, int tb, int m, int n, int k, float alpha, const float *a, int lda,
                           const float *b, int ldb, float beta, float *c, int ldc);
+/* B of a GEMM given by a packer rather than a matrix (implicit GEMM, e.g. a
+ * convolution's column matrix built straight from the image): pack fills
+ * dst [ceil(nc/nr) panels][kc][nr] with op(B) rows [p0, p0 + kc) and columns
+ * [j0, j0 + nc), zero-padding the last panel to nr columns. The GEMM asks for
+ * columns shifted by j_offset (the threaded split sets it). */
+typedef struct {
+  void (*pack)(const void *ctx, float *dst, int nr, int p0, int kc, int j0, int nc);
+  const void *ctx;
+  int j_offset;
+} lfs_gemm_b;
+/* The packer of an explicit op(B) (ctx: lfs_gemm_matrix). */
+typedef struct {
+  int tb, ldb;
+  const float *b;
+} lfs_gemm_matrix;
+void lfs_gemm_pack_matrix(const void *ctx, float *dst, int nr, int p0, int kc, int j0, int nc);
+void lfs_cpu_sgemm_serial_b(int ta, int m, int n, int k, float alpha, const float *a, int lda,
+                            const lfs_gemm_b *b, float beta, float *c, int ldc);
+/* C [m, n] = alpha op(A) B + beta C with B from a packer, split over the OpenMP
+ * threads like lfs_cpu_sgemm. */
+void lfs_cpu_sgemm_b(int ta, int m, int n, int k, float alpha, const float *a, int lda,
+                     const lfs_gemm_b *b, float beta, float *c, int ldc);
 /* The micro-kernel in use ("avx512", "avx2" or "portable"); select one by name
  * (NULL: the best this CPU runs), -1 if this CPU cannot run it. */
 const char *lfs_cpu_sgemm_kernel_name(void);

@@ -19,11 +19,6 @@
 /* Blocks start on 32-float boundaries: whole AVX-512 register tiles. */
 #define LFS_GEMM_ALIGN 32
 
-static void gemm_block(int ta, int tb, int m, int n, int k, float alpha, const float *a, int lda,
-                       const float *b, int ldb, float beta, float *c, int ldc) {
-  lfs_cpu_sgemm_serial(ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
-}
-
 static void split(int total, int parts, int part, int *lo, int *hi) {
   int chunk = (total + parts - 1) / parts;
   chunk = (chunk + LFS_GEMM_ALIGN - 1) / LFS_GEMM_ALIGN * LFS_GEMM_ALIGN;
@@ -31,14 +26,14 @@ static void split(int total, int parts, int part, int *lo, int *hi) {
   *hi = *lo + chunk < total ? *lo + chunk : total;
 }
 
-void lfs_cpu_sgemm(int ta, int tb, int m, int n, int k, float alpha, const float *a, int lda,
-                   const float *b, int ldb, float beta, float *c, int ldc) {
+void lfs_cpu_sgemm_b(int ta, int m, int n, int k, float alpha, const float *a, int lda,
+                     const lfs_gemm_b *b, float beta, float *c, int ldc) {
   int threads = 1;
 #ifdef _OPENMP
   if (!omp_in_parallel()) threads = omp_get_max_threads();
 #endif
   if (threads == 1 || (double)m * n * k < LFS_GEMM_PAR_MIN) {
-    gemm_block(ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
+    lfs_cpu_sgemm_serial_b(ta, m, n, k, alpha, a, lda, b, beta, c, ldc);
     return;
   }
   const int along_n = n >= m;
@@ -51,14 +46,22 @@ void lfs_cpu_sgemm(int ta, int tb, int m, int n, int k, float alpha, const float
 #endif
     if (along_n) {
       split(n, parts, part, &lo, &hi);
-      gemm_block(ta, tb, m, hi - lo, k, alpha, a, lda, tb ? b + (size_t)lo * ldb : b + lo, ldb, beta,
-                 c + lo, ldc);
+      lfs_gemm_b mine = *b;
+      mine.j_offset += lo;
+      lfs_cpu_sgemm_serial_b(ta, m, hi - lo, k, alpha, a, lda, &mine, beta, c + lo, ldc);
     } else {
       split(m, parts, part, &lo, &hi);
-      gemm_block(ta, tb, hi - lo, n, k, alpha, ta ? a + lo : a + (size_t)lo * lda, lda, b, ldb, beta,
-                 c + (size_t)lo * ldc, ldc);
+      lfs_cpu_sgemm_serial_b(ta, hi - lo, n, k, alpha, ta ? a + lo : a + (size_t)lo * lda, lda, b,
+                             beta, c + (size_t)lo * ldc, ldc);
     }
   }
+}
+
+void lfs_cpu_sgemm(int ta, int tb, int m, int n, int k, float alpha, const float *a, int lda,
+                   const float *b, int ldb, float beta, float *c, int ldc) {
+  const lfs_gemm_matrix mb = {tb, ldb, b};
+  const lfs_gemm_b src = {lfs_gemm_pack_matrix, &mb, 0};
+  lfs_cpu_sgemm_b(ta, m, n, k, alpha, a, lda, &src, beta, c, ldc);
 }
 
 extern char *openblas_get_corename(void);

@@ -190,21 +190,25 @@ static void pack_a_block(float *pa, int mr, int ta, const float *a, int lda, int
   }
 }
 
-/* pb [ceil(nc/nr) panels][kc][nr] <- op(B) rows [0, kc), columns [0, nc) at b,
+/* pb [ceil(nc/nr) panels][kc][nr] <- op(B) rows [p0, p0 + kc), columns [j0, j0 + nc),
  * read in B's memory order as pack_a_block does. */
-static void pack_b_block(float *pb, int nr, int tb, const float *b, int ldb, int kc, int nc) {
-  for (int j0 = 0; j0 < nc; j0 += nr, pb += (size_t)nr * kc) {
-    const int cols = nc - j0 < nr ? nc - j0 : nr;
+void lfs_gemm_pack_matrix(const void *ctx, float *pb, int nr, int p0, int kc, int j0, int nc) {
+  const lfs_gemm_matrix *mb = ctx;
+  const int tb = mb->tb, ldb = mb->ldb;
+  const float *b = tb ? mb->b + (size_t)j0 * ldb + p0 : mb->b + (size_t)p0 * ldb + j0;
+  for (int jp = 0; jp < nc; jp += nr, pb += (size_t)nr * kc) {
+    const int cols = nc - jp < nr ? nc - jp : nr;
     if (!tb) {
       for (int p = 0; p < kc; p++) {
         float *dst = pb + (size_t)p * nr;
-        memcpy(dst, b + (size_t)p * ldb + j0, sizeof(float) * cols);
+        const float *src = b + (size_t)p * ldb + jp;
+        for (int j = 0; j < cols; j++) dst[j] = src[j]; /* 32 floats: a call costs more */
         for (int j = cols; j < nr; j++) dst[j] = 0.0f;
       }
       continue;
     }
     for (int j = 0; j < cols; j++) {
-      const float *src = b + (size_t)(j0 + j) * ldb;
+      const float *src = b + (size_t)(jp + j) * ldb;
       for (int p = 0; p < kc; p++) pb[(size_t)p * nr + j] = src[p];
     }
     for (int j = cols; j < nr; j++)
@@ -232,8 +236,8 @@ static void scale_c(int m, int n, float beta, float *c, int ldc) {
     for (int j = 0; j < n; j++) c[(size_t)i * ldc + j] = beta == 0.0f ? 0.0f : beta * c[(size_t)i * ldc + j];
 }
 
-void lfs_cpu_sgemm_serial(int ta, int tb, int m, int n, int k, float alpha, const float *a, int lda,
-                          const float *b, int ldb, float beta, float *c, int ldc) {
+void lfs_cpu_sgemm_serial_b(int ta, int m, int n, int k, float alpha, const float *a, int lda,
+                            const lfs_gemm_b *b, float beta, float *c, int ldc) {
   if (m <= 0 || n <= 0) return;
   if (k <= 0 || alpha == 0.0f) {
     scale_c(m, n, beta, c, ldc);
@@ -246,8 +250,7 @@ void lfs_cpu_sgemm_serial(int ta, int tb, int m, int n, int k, float alpha, cons
     const int nc = n - j0 < nc_block ? n - j0 : nc_block;
     for (int p0 = 0; p0 < k; p0 += kc_block) {
       const int kc = k - p0 < kc_block ? k - p0 : kc_block;
-      const float *bblk = tb ? b + (size_t)j0 * ldb + p0 : b + (size_t)p0 * ldb + j0;
-      pack_b_block(pb, ar->nr, tb, bblk, ldb, kc, nc);
+      b->pack(b->ctx, pb, ar->nr, p0, kc, b->j_offset + j0, nc);
       const float beta_here = p0 == 0 ? beta : 1.0f;
       for (int i0 = 0; i0 < m; i0 += mc_block) {
         const int mc = m - i0 < mc_block ? m - i0 : mc_block;
@@ -257,4 +260,11 @@ void lfs_cpu_sgemm_serial(int ta, int tb, int m, int n, int k, float alpha, cons
       }
     }
   }
+}
+
+void lfs_cpu_sgemm_serial(int ta, int tb, int m, int n, int k, float alpha, const float *a, int lda,
+                          const float *b, int ldb, float beta, float *c, int ldc) {
+  const lfs_gemm_matrix mb = {tb, ldb, b};
+  const lfs_gemm_b src = {lfs_gemm_pack_matrix, &mb, 0};
+  lfs_cpu_sgemm_serial_b(ta, m, n, k, alpha, a, lda, &src, beta, c, ldc);
 }
