@@ -1,7 +1,8 @@
 /* test_conv_gemm.c: the CPU convolution at sizes that exercise its GEMM paths
  * (several register tiles and KC blocks, images stacked into one GEMM, the
- * column matrix packed straight from the images, pointwise shortcuts, groups),
- * on 1 and 2 threads. The forward pass is checked against the double-precision
+ * column matrix packed straight from the images, pointwise shortcuts, groups,
+ * the input gradient as a transposed stride-1 conv or through col2im), on 1
+ * and 2 threads. The forward pass is checked against the double-precision
  * reference of tests/grad/refimpl.c; the backward pass by the adjoint
  * identities <dy, conv(x, w)> = <dx, x> = <dw, w> (conv is linear in x and in
  * w), which hold for any dy and cost one forward pass. */
@@ -31,6 +32,8 @@ static const conv_case cases[] = {
     {3, 32, 8, 24, 1, 1, 0, 1},   /* pointwise, stacked images */
     {2, 12, 36, 20, 1, 1, 0, 1},  /* pointwise, the image is its own column matrix */
     {3, 8, 7, 12, 3, 1, 1, 2},    /* groups */
+    {3, 6, 9, 10, 3, 1, 0, 1},    /* unpadded: the input gradient conv pads by 2 */
+    {2, 4, 11, 6, 5, 1, 2, 1},    /* 5x5 */
 };
 
 static double dot(const float *a, const double *b, size_t n, double *mag) {

@@ -17,9 +17,10 @@
 #include "backend/cpu/cpu_internal.h"
 #include "lfs/log.h"
 
-/* Workspaces kept between calls: 0 the column matrix, 1 the gathered outputs. */
-static float *workspace[2];
-static size_t workspace_cap[2];
+/* Workspaces kept between calls: 0 the column-matrix gradient, 1 stacked
+ * outputs or gradients, 2 the flipped weights of the input-gradient conv. */
+static float *workspace[3];
+static size_t workspace_cap[3];
 
 static float *get_workspace(int which, size_t count) {
   if (count > workspace_cap[which]) {
@@ -187,13 +188,19 @@ static void stack_images(float *stacked, const float *images, int nb, int c, siz
              sizeof(float) * hw);
 }
 
-static void unstack_images(float *images, const float *stacked, int nb, int c, size_t hw) {
+/* images [nb][c, hw] = (or +=, `add`) stacked [c, nb * hw]. */
+static void unstack_images(float *images, const float *stacked, int nb, int c, size_t hw, int add) {
   const size_t ld = (size_t)nb * hw;
 #pragma omp parallel for schedule(static) if ((size_t)nb * c * hw > LFS_CPU_PAR_MIN)
   for (int i = 0; i < c; i++)
-    for (int b = 0; b < nb; b++)
-      memcpy(images + ((size_t)b * c + i) * hw, stacked + (size_t)i * ld + (size_t)b * hw,
-             sizeof(float) * hw);
+    for (int b = 0; b < nb; b++) {
+      float *dst = images + ((size_t)b * c + i) * hw;
+      const float *src = stacked + (size_t)i * ld + (size_t)b * hw;
+      if (add)
+        for (size_t q = 0; q < hw; q++) dst[q] += src[q];
+      else
+        memcpy(dst, src, sizeof(float) * hw);
+    }
 }
 
 /* The column matrix of the images from x on, never stored: the GEMM packers read
@@ -284,17 +291,11 @@ static void raise_add(const lfs_conv_desc *d, float *dx, const float *dcol, int 
   }
 }
 
-void lfs_cpu_conv2d_forward(lfs_backend *be, const lfs_conv_desc *d, float *y, const float *x,
-                            const float *w, const float *b) {
-  (void)be;
-  if (is_depthwise(d)) {
-    depthwise_forward(d, y, x, w, d->has_bias ? b : NULL);
-    return;
-  }
+/* y = (or +=, `add`) conv(x, w) without bias, through implicit GEMMs. */
+static void conv_gemm(const lfs_conv_desc *d, float *y, const float *x, const float *w, int add) {
   const int ohw = d->out_h * d->out_w, m = d->out_c / d->groups;
   const int k = (d->in_c / d->groups) * d->kh * d->kw;
-  const size_t out_img = (size_t)d->out_c * ohw;
-  const size_t in_img = (size_t)d->in_c * d->in_h * d->in_w;
+  const size_t in_img = (size_t)d->in_c * d->in_h * d->in_w, out_img = (size_t)d->out_c * ohw;
   const int chunk = chunk_images(d);
   for (int n0 = 0; n0 < d->n; n0 += chunk) {
     const int nb = d->n - n0 < chunk ? d->n - n0 : chunk, ld = nb * ohw;
@@ -305,12 +306,42 @@ void lfs_cpu_conv2d_forward(lfs_backend *be, const lfs_conv_desc *d, float *y, c
       const implicit_col ic = {d, x + n0 * in_img, g * k};
       const lfs_gemm_b src = nb == 1 && is_pointwise(d) ? (lfs_gemm_b){lfs_gemm_pack_matrix, &plain, 0}
                                                          : (lfs_gemm_b){pack_col, &ic, 0};
-      lfs_cpu_sgemm_b(0, m, ld, k, 1.0f, w + (size_t)g * m * k, k, &src, 0.0f,
+      lfs_cpu_sgemm_b(0, m, ld, k, 1.0f, w + (size_t)g * m * k, k, &src, nb == 1 && add ? 1.0f : 0.0f,
                       out + (size_t)g * m * ld, ld);
     }
-    if (nb > 1) unstack_images(y + n0 * out_img, out, nb, d->out_c, ohw);
+    if (nb > 1) unstack_images(y + n0 * out_img, out, nb, d->out_c, ohw, add);
   }
-  if (d->has_bias && b) add_bias(d, y, b);
+}
+
+void lfs_cpu_conv2d_forward(lfs_backend *be, const lfs_conv_desc *d, float *y, const float *x,
+                            const float *w, const float *b) {
+  (void)be;
+  if (is_depthwise(d))
+    depthwise_forward(d, y, x, w, d->has_bias ? b : NULL);
+  else
+    conv_gemm(d, y, x, w, 0);
+  if (!is_depthwise(d) && d->has_bias && b) add_bias(d, y, b);
+}
+
+/* A stride-1 conv's input gradient is itself a stride-1 conv: of dy, padded by
+ * k - 1 - pad, with the weights transposed (in <-> out) and flipped. As a
+ * forward conv it runs as one implicit GEMM, with no stored column gradient and
+ * no col2im. Square kernels, no groups, pad < k. */
+static int input_grad_is_conv(const lfs_conv_desc *d) {
+  return d->stride == 1 && d->groups == 1 && d->kh == d->kw && d->pad < d->kh && !is_pointwise(d);
+}
+
+static void input_grad_as_conv(const lfs_conv_desc *d, float *dx, const float *dy, const float *w) {
+  const int kk = d->kh * d->kw;
+  float *flipped = get_workspace(2, (size_t)d->in_c * d->out_c * kk);
+  for (int o = 0; o < d->out_c; o++)
+    for (int c = 0; c < d->in_c; c++)
+      for (int t = 0; t < kk; t++)
+        flipped[((size_t)c * d->out_c + o) * kk + (kk - 1 - t)] = w[((size_t)o * d->in_c + c) * kk + t];
+  lfs_conv_desc t = {.n = d->n, .in_c = d->out_c, .in_h = d->out_h, .in_w = d->out_w,
+                     .out_c = d->in_c, .out_h = d->in_h, .out_w = d->in_w, .kh = d->kh,
+                     .kw = d->kw, .stride = 1, .pad = d->kh - 1 - d->pad, .groups = 1};
+  conv_gemm(&t, dx, dy, flipped, 1);
 }
 
 void lfs_cpu_conv2d_backward(lfs_backend *be, const lfs_conv_desc *d, float *dx, float *dw,
@@ -324,6 +355,7 @@ void lfs_cpu_conv2d_backward(lfs_backend *be, const lfs_conv_desc *d, float *dx,
   const int ohw = d->out_h * d->out_w, m = d->out_c / d->groups;
   const int k = (d->in_c / d->groups) * d->kh * d->kw;
   const size_t in_img = (size_t)d->in_c * d->in_h * d->in_w, out_img = (size_t)d->out_c * ohw;
+  const int conv_dx = dx && input_grad_is_conv(d);
   const int chunk = chunk_images(d);
   for (int n0 = 0; n0 < d->n; n0 += chunk) {
     const int nb = d->n - n0 < chunk ? d->n - n0 : chunk, ld = nb * ohw;
@@ -339,7 +371,7 @@ void lfs_cpu_conv2d_backward(lfs_backend *be, const lfs_conv_desc *d, float *dx,
       lfs_cpu_sgemm_b(0, m, k, ld, 1.0f, grad + (size_t)g * m * ld, ld, &src, 1.0f,
                       dw + (size_t)g * m * k, k);
     }
-    if (!dx) continue;
+    if (!dx || conv_dx) continue;
     /* a single pointwise image accumulates into dx straight from the GEMM;
      * otherwise through a stored column-matrix gradient and col2im */
     const int direct = nb == 1 && is_pointwise(d);
@@ -349,4 +381,5 @@ void lfs_cpu_conv2d_backward(lfs_backend *be, const lfs_conv_desc *d, float *dx,
                     direct ? 1.0f : 0.0f, dcol + (size_t)g * k * ld, ld);
     if (!direct) raise_add(d, dx, dcol, n0, nb);
   }
+  if (conv_dx) input_grad_as_conv(d, dx, dy, w);
 }
