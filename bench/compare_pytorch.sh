@@ -21,7 +21,7 @@ if ! $PY -c "import torch" 2>/dev/null; then
 fi
 
 # Big models take seconds per step: fewer steps keep the run short.
-steps_for() { case $1 in tiny) echo "5 3" ;; *) echo "2 2" ;; esac; }
+steps_for() { case $1 in tiny) echo "5 5" ;; *) echo "2 2" ;; esac; }
 
 printf '%-6s %5s %6s %8s %14s %14s %7s\n' model size batch threads "lfsearch im/s" "PyTorch im/s" ratio
 for c in $CASES; do

@@ -251,15 +251,54 @@ static void col_run(const implicit_col *ic, int r, int j, int count, float *dst,
   }
 }
 
-/* lfs_gemm_b packer of the column matrix (forward: Y = W col). */
+/* dst [count] <- one output row's stretch of a column-matrix row: source row
+ * src (NULL: a padding row), output columns [ow, ow + count), valid [lo, hi). */
+static void copy_stretch(float *dst, const float *src, int s, int ow, int count, int lo, int hi) {
+  const int end = ow + count;
+  const int a0 = src && lo > ow ? lo : ow, a1 = src ? (hi < end ? hi : end) : ow;
+  if (a1 <= a0) {
+    fill_zero(dst, count, 1);
+    return;
+  }
+  fill_zero(dst, a0 - ow, 1);
+  if (s == 1)
+    for (int t = a0; t < a1; t++) dst[t - ow] = src[t];
+  else
+    for (int t = a0; t < a1; t++) dst[t - ow] = src[(ptrdiff_t)t * s];
+  fill_zero(dst + (a1 - ow), end - a1, 1);
+}
+
+/* lfs_gemm_b packer of the column matrix (forward: Y = W col). Row by row: one
+ * row's geometry is worked out once, then its columns are walked output row by
+ * output row, in stretches that stay inside one nr-wide panel. */
 static void pack_col(const void *ctx, float *dst, int nr, int p0, int kc, int j0, int nc) {
   const implicit_col *ic = ctx;
-  for (int jp = 0; jp < nc; jp += nr, dst += (size_t)nr * kc) {
-    const int cols = nc - jp < nr ? nc - jp : nr;
-    for (int p = 0; p < kc; p++) {
-      col_run(ic, ic->row0 + p0 + p, j0 + jp, cols, dst + (size_t)p * nr, 1);
-      fill_zero(dst + (size_t)p * nr + cols, nr - cols, 1);
+  const lfs_conv_desc *d = ic->d;
+  const int kk = d->kh * d->kw, s = d->stride, ohw = d->out_h * d->out_w;
+  const size_t in_img = (size_t)d->in_c * d->in_h * d->in_w, panel = (size_t)nr * kc;
+  for (int p = 0; p < kc; p++) {
+    const int r = ic->row0 + p0 + p, c = r / kk, i = (r / d->kw) % d->kh, tj = r % d->kw;
+    int lo, hi;
+    valid_columns(d, tj, &lo, &hi);
+    int b = j0 / ohw, oh = (j0 % ohw) / d->out_w, ow = j0 % d->out_w;
+    for (int t = 0; t < nc;) {
+      const int ih = oh * s - d->pad + i;
+      const float *src = ih < 0 || ih >= d->in_h ? NULL
+                         : ic->x + b * in_img + ((size_t)c * d->in_h + ih) * d->in_w - d->pad + tj;
+      const int row_left = d->out_w - ow < nc - t ? d->out_w - ow : nc - t;
+      for (int done = 0; done < row_left;) {
+        const int off = (t + done) % nr, len = nr - off < row_left - done ? nr - off : row_left - done;
+        copy_stretch(dst + (size_t)((t + done) / nr) * panel + (size_t)p * nr + off, src, s,
+                     ow + done, len, lo, hi);
+        done += len;
+      }
+      t += row_left, ow += row_left;
+      if (ow == d->out_w) {
+        ow = 0;
+        if (++oh == d->out_h) oh = 0, b++;
+      }
     }
+    if (nc % nr) fill_zero(dst + (size_t)(nc / nr) * panel + (size_t)p * nr + nc % nr, nr - nc % nr, 1);
   }
 }
 

@@ -88,6 +88,11 @@ __attribute__((target("avx512f"))) static void kernel_avx512(int kc, const float
                                                             float beta, int rows, int cols) {
   enum { mr = 12 };
   __m512 acc[mr][2];
+  /* C's rows lie far apart (ldc); start their misses now, under the k loop */
+  for (int i = 0; i < rows; i++) {
+    _mm_prefetch((const char *)(c + (size_t)i * ldc), _MM_HINT_T0);
+    _mm_prefetch((const char *)(c + (size_t)i * ldc + 16), _MM_HINT_T0);
+  }
   for (int i = 0; i < mr; i++) acc[i][0] = acc[i][1] = _mm512_setzero_ps();
 #pragma GCC unroll 4
   for (int p = 0; p < kc; p++, a += mr, b += 32) {
