@@ -16,8 +16,8 @@
 
 /* Below this many multiply-adds a split costs more than it saves. */
 #define LFS_GEMM_PAR_MIN 262144.0
-/* Blocks start on 32-float boundaries: whole AVX-512 register tiles. */
-#define LFS_GEMM_ALIGN 32
+/* Blocks start on 48-float boundaries: whole register tiles of every kernel. */
+#define LFS_GEMM_ALIGN 48
 
 static void split(int total, int parts, int part, int *lo, int *hi) {
   int chunk = (total + parts - 1) / parts;

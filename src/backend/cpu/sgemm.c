@@ -4,7 +4,7 @@
  * Goto/BLIS blocking: B is packed in KC x NC blocks into NR-wide row panels, A in
  * MC x KC blocks into MR-tall column panels (zero-padded at the edges), and a
  * register-tile micro-kernel multiplies one A panel by one B panel. Kernels are
- * chosen once from the CPU: AVX-512 (12 x 32 tile), AVX2 + FMA (6 x 16), or
+ * chosen once from the CPU: AVX-512 (8 x 48 tile), AVX2 + FMA (6 x 16), or
  * portable C (4 x 16); results differ between kernels in the last bits only.
  *
  * Determinism: every C element is the sum over k in increasing order, one
@@ -24,7 +24,7 @@
 #define LFS_SGEMM_X86 1
 #endif
 
-enum { kc_block = 192, mc_block = 144, nc_block = 2048, max_mr = 12, max_nr = 32 };
+enum { kc_block = 128, mc_block = 144, nc_block = 2016, max_mr = 8, max_nr = 48 };
 
 /* c [rows, cols] (row stride ldc) = alpha a_panel b_panel + beta c, for the
  * top-left rows x cols of the mr x nr tile (edge tiles); beta == 0 does not read c. */
@@ -83,28 +83,30 @@ __attribute__((target("avx2,fma"))) static void kernel_avx2(int kc, const float 
   }
 }
 
+/* 8 x 48: eight rows keep power-of-two channel counts (16, 64, ...) free of
+ * padded rows; 24 accumulators + 3 B vectors + 1 broadcast fill 28 of 32 zmm. */
 __attribute__((target("avx512f"))) static void kernel_avx512(int kc, const float *a, const float *b,
                                                             float *c, int ldc, float alpha,
                                                             float beta, int rows, int cols) {
-  enum { mr = 12 };
-  __m512 acc[mr][2];
+  enum { mr = 8, nv = 3 };
+  __m512 acc[mr][nv];
   /* C's rows lie far apart (ldc); start their misses now, under the k loop */
-  for (int i = 0; i < rows; i++) {
-    _mm_prefetch((const char *)(c + (size_t)i * ldc), _MM_HINT_T0);
-    _mm_prefetch((const char *)(c + (size_t)i * ldc + 16), _MM_HINT_T0);
-  }
-  for (int i = 0; i < mr; i++) acc[i][0] = acc[i][1] = _mm512_setzero_ps();
+  for (int i = 0; i < rows; i++)
+    for (int h = 0; h < nv; h++) _mm_prefetch((const char *)(c + (size_t)i * ldc + 16 * h), _MM_HINT_T0);
+  for (int i = 0; i < mr; i++)
+    for (int h = 0; h < nv; h++) acc[i][h] = _mm512_setzero_ps();
 #pragma GCC unroll 4
-  for (int p = 0; p < kc; p++, a += mr, b += 32) {
-    const __m512 b0 = _mm512_loadu_ps(b), b1 = _mm512_loadu_ps(b + 16);
+  for (int p = 0; p < kc; p++, a += mr, b += 16 * nv) {
+    const __m512 b0 = _mm512_loadu_ps(b), b1 = _mm512_loadu_ps(b + 16), b2 = _mm512_loadu_ps(b + 32);
     for (int i = 0; i < mr; i++) {
       const __m512 ai = _mm512_set1_ps(a[i]);
       acc[i][0] = _mm512_fmadd_ps(ai, b0, acc[i][0]);
       acc[i][1] = _mm512_fmadd_ps(ai, b1, acc[i][1]);
+      acc[i][2] = _mm512_fmadd_ps(ai, b2, acc[i][2]);
     }
   }
   const __m512 va = _mm512_set1_ps(alpha), vb = _mm512_set1_ps(beta);
-  for (int h = 0; h < 2; h++) {
+  for (int h = 0; h < nv; h++) {
     const int left = cols - 16 * h;
     if (left <= 0) break;
     const __mmask16 mask = left >= 16 ? 0xffff : (__mmask16)((1u << left) - 1u);
@@ -122,7 +124,7 @@ __attribute__((target("avx512f"))) static void kernel_avx512(int kc, const float
 static const sgemm_arch arch_portable = {"portable", 4, 16, kernel_portable};
 #ifdef LFS_SGEMM_X86
 static const sgemm_arch arch_avx2 = {"avx2", 6, 16, kernel_avx2};
-static const sgemm_arch arch_avx512 = {"avx512", 12, 32, kernel_avx512};
+static const sgemm_arch arch_avx512 = {"avx512", 8, 48, kernel_avx512};
 #endif
 
 /* The named kernel if this CPU runs it, else NULL. */
