@@ -18,9 +18,10 @@
 #include "lfs/log.h"
 
 /* Workspaces kept between calls: 0 the column-matrix gradient, 1 stacked
- * outputs or gradients, 2 the flipped weights of the input-gradient conv. */
-static float *workspace[3];
-static size_t workspace_cap[3];
+ * outputs or gradients, 2 the flipped weights of the input-gradient conv,
+ * 3 zero-padded images. */
+static float *workspace[4];
+static size_t workspace_cap[4];
 
 static float *get_workspace(int which, size_t count) {
   if (count > workspace_cap[which]) {
@@ -203,117 +204,102 @@ static void unstack_images(float *images, const float *stacked, int nb, int c, s
     }
 }
 
-/* The column matrix of the images from x on, never stored: the GEMM packers read
- * it straight from the images. Row r = (channel, tap row, tap column) + row0 (the
- * group's first row); column j = (image j / ohw, output pixel j % ohw). */
+/* The column matrix of nb images, never stored: the GEMM packers read it from a
+ * zero-padded copy of the images, xp [nb][in_c][hp][wp], where every tap of
+ * every output pixel is in bounds, so that
+ *   col(r, j) = xp[row_base(r) + col_offset(j)]
+ * with r = (channel, tap row, tap column) + row0 (the group's first row) and
+ * j = (image, output row, output column). No bounds checks, no zero runs. */
 typedef struct {
   const lfs_conv_desc *d;
-  const float *x;
-  int row0;
+  const float *xp;
+  int hp, wp, row0;
 } implicit_col;
 
-static void fill_zero(float *dst, int count, int stride) {
-  for (int t = 0; t < count; t++) dst[(size_t)t * stride] = 0.0f;
-}
-
-/* dst[t * stride] <- column matrix (row r, column j + t) for t < count. */
-static void col_run(const implicit_col *ic, int r, int j, int count, float *dst, int stride) {
+static size_t row_base(const implicit_col *ic, int r) {
   const lfs_conv_desc *d = ic->d;
   const int kk = d->kh * d->kw, c = r / kk, i = (r / d->kw) % d->kh, tj = r % d->kw;
-  const int s = d->stride, ohw = d->out_h * d->out_w;
-  const size_t in_img = (size_t)d->in_c * d->in_h * d->in_w;
-  int lo, hi;
-  valid_columns(d, tj, &lo, &hi);
-  int b = j / ohw, oh = (j % ohw) / d->out_w, ow = j % d->out_w;
-  while (count > 0) {
-    const int len = d->out_w - ow < count ? d->out_w - ow : count, end = ow + len;
-    const int ih = oh * s - d->pad + i;
-    if (ih < 0 || ih >= d->in_h) {
-      fill_zero(dst, len, stride);
-    } else {
-      /* zeros left of lo, the image from lo to hi, zeros from hi */
-      const float *src = ic->x + b * in_img + ((size_t)c * d->in_h + ih) * d->in_w - d->pad + tj;
-      const int a0 = ow > lo ? ow : lo, a1 = end < hi ? end : hi;
-      const int z0 = (a0 < end ? a0 : end) - ow;
-      fill_zero(dst, z0, stride);
-      if (stride == 1 && s == 1)
-        for (int t = a0; t < a1; t++) dst[t - ow] = src[t];
-      else
-        for (int t = a0; t < a1; t++) dst[(size_t)(t - ow) * stride] = src[(ptrdiff_t)t * s];
-      const int z1 = a1 > a0 ? a1 - ow : z0;
-      fill_zero(dst + (size_t)z1 * stride, len - z1, stride);
-    }
-    dst += (size_t)len * stride, count -= len, ow = end;
-    if (ow == d->out_w) {
+  return ((size_t)c * ic->hp + i) * ic->wp + tj;
+}
+
+/* Offsets of columns j0, j0 + 1, ... (count of them); 1 if they are consecutive. */
+static int col_offsets(const implicit_col *ic, int j0, int count, size_t *off) {
+  const lfs_conv_desc *d = ic->d;
+  const int ohw = d->out_h * d->out_w, s = d->stride;
+  const size_t img = (size_t)d->in_c * ic->hp * ic->wp;
+  int b = j0 / ohw, oh = (j0 % ohw) / d->out_w, ow = j0 % d->out_w, consecutive = 1;
+  for (int t = 0; t < count; t++) {
+    off[t] = b * img + ((size_t)oh * s) * ic->wp + (size_t)ow * s;
+    if (t > 0 && off[t] != off[t - 1] + 1) consecutive = 0;
+    if (++ow == d->out_w) {
       ow = 0;
       if (++oh == d->out_h) oh = 0, b++;
     }
   }
+  return consecutive;
 }
 
-/* dst [count] <- one output row's stretch of a column-matrix row: source row
- * src (NULL: a padding row), output columns [ow, ow + count), valid [lo, hi). */
-static void copy_stretch(float *dst, const float *src, int s, int ow, int count, int lo, int hi) {
-  const int end = ow + count;
-  const int a0 = src && lo > ow ? lo : ow, a1 = src ? (hi < end ? hi : end) : ow;
-  if (a1 <= a0) {
-    fill_zero(dst, count, 1);
-    return;
-  }
-  fill_zero(dst, a0 - ow, 1);
-  if (s == 1)
-    for (int t = a0; t < a1; t++) dst[t - ow] = src[t];
-  else
-    for (int t = a0; t < a1; t++) dst[t - ow] = src[(ptrdiff_t)t * s];
-  fill_zero(dst + (a1 - ow), end - a1, 1);
-}
-
-/* lfs_gemm_b packer of the column matrix (forward: Y = W col). Row by row: one
- * row's geometry is worked out once, then its columns are walked output row by
- * output row, in stretches that stay inside one nr-wide panel. */
+/* lfs_gemm_b packer of the column matrix (forward: Y = W col). */
 static void pack_col(const void *ctx, float *dst, int nr, int p0, int kc, int j0, int nc) {
   const implicit_col *ic = ctx;
-  const lfs_conv_desc *d = ic->d;
-  const int kk = d->kh * d->kw, s = d->stride, ohw = d->out_h * d->out_w;
-  const size_t in_img = (size_t)d->in_c * d->in_h * d->in_w, panel = (size_t)nr * kc;
-  for (int p = 0; p < kc; p++) {
-    const int r = ic->row0 + p0 + p, c = r / kk, i = (r / d->kw) % d->kh, tj = r % d->kw;
-    int lo, hi;
-    valid_columns(d, tj, &lo, &hi);
-    int b = j0 / ohw, oh = (j0 % ohw) / d->out_w, ow = j0 % d->out_w;
-    for (int t = 0; t < nc;) {
-      const int ih = oh * s - d->pad + i;
-      const float *src = ih < 0 || ih >= d->in_h ? NULL
-                         : ic->x + b * in_img + ((size_t)c * d->in_h + ih) * d->in_w - d->pad + tj;
-      const int row_left = d->out_w - ow < nc - t ? d->out_w - ow : nc - t;
-      for (int done = 0; done < row_left;) {
-        const int off = (t + done) % nr, len = nr - off < row_left - done ? nr - off : row_left - done;
-        copy_stretch(dst + (size_t)((t + done) / nr) * panel + (size_t)p * nr + off, src, s,
-                     ow + done, len, lo, hi);
-        done += len;
-      }
-      t += row_left, ow += row_left;
-      if (ow == d->out_w) {
-        ow = 0;
-        if (++oh == d->out_h) oh = 0, b++;
-      }
+  size_t off[64];
+  if (nr > 64) lfs_fatal("pack_col: register tiles of %d columns (at most 64)", nr);
+  for (int jp = 0; jp < nc; jp += nr, dst += (size_t)nr * kc) {
+    const int cols = nc - jp < nr ? nc - jp : nr;
+    const int consecutive = col_offsets(ic, j0 + jp, cols, off);
+    for (int p = 0; p < kc; p++) {
+      const float *src = ic->xp + row_base(ic, ic->row0 + p0 + p);
+      float *out = dst + (size_t)p * nr;
+      if (consecutive)
+        for (int t = 0; t < cols; t++) out[t] = src[off[0] + t];
+      else
+        for (int t = 0; t < cols; t++) out[t] = src[off[t]];
+      for (int t = cols; t < nr; t++) out[t] = 0.0f;
     }
-    if (nc % nr) fill_zero(dst + (size_t)(nc / nr) * panel + (size_t)p * nr + nc % nr, nr - nc % nr, 1);
   }
 }
 
 /* lfs_gemm_b packer of the transposed column matrix (weight gradient: dW = dY col^T). */
 static void pack_col_t(const void *ctx, float *dst, int nr, int p0, int kc, int j0, int nc) {
   const implicit_col *ic = ctx;
+  size_t base[64], off[256];
+  if (nr > 64 || kc > 256) lfs_fatal("pack_col_t: tiles of %d x %d (at most 64 x 256)", nr, kc);
+  col_offsets(ic, p0, kc, off);
   for (int jp = 0; jp < nc; jp += nr, dst += (size_t)nr * kc) {
     const int cols = nc - jp < nr ? nc - jp : nr;
-    for (int q = 0; q < nr; q++) {
-      if (q < cols)
-        col_run(ic, ic->row0 + j0 + jp + q, p0, kc, dst + q, nr);
-      else
-        fill_zero(dst + q, kc, nr);
+    for (int q = 0; q < cols; q++) base[q] = row_base(ic, ic->row0 + j0 + jp + q);
+    for (int p = 0; p < kc; p++) {
+      const float *src = ic->xp + off[p];
+      float *out = dst + (size_t)p * nr;
+      for (int q = 0; q < cols; q++) out[q] = src[base[q]];
+      for (int q = cols; q < nr; q++) out[q] = 0.0f;
     }
   }
+}
+
+/* The implicit column matrix of images [n0, n0 + nb): x itself without padding,
+ * else a zero-padded copy in workspace 3. */
+static implicit_col padded_images(const lfs_conv_desc *d, const float *x, int n0, int nb) {
+  const size_t in_img = (size_t)d->in_c * d->in_h * d->in_w;
+  implicit_col ic = {d, x + n0 * in_img, d->in_h + 2 * d->pad, d->in_w + 2 * d->pad, 0};
+  if (d->pad == 0) return ic;
+  const size_t plane = (size_t)ic.hp * ic.wp;
+  float *xp = get_workspace(3, (size_t)nb * d->in_c * plane);
+  const int planes = nb * d->in_c;
+#pragma omp parallel for schedule(static) if ((size_t)planes * plane > LFS_CPU_PAR_MIN)
+  for (int t = 0; t < planes; t++) {
+    float *dst = xp + t * plane;
+    const float *src = x + n0 * in_img + (size_t)t * d->in_h * d->in_w;
+    memset(dst, 0, sizeof(float) * ic.wp * d->pad);
+    for (int h = 0; h < d->in_h; h++) {
+      float *row = dst + (size_t)(h + d->pad) * ic.wp;
+      for (int w = 0; w < d->pad; w++) row[w] = row[d->pad + d->in_w + w] = 0.0f;
+      memcpy(row + d->pad, src + (size_t)h * d->in_w, sizeof(float) * d->in_w);
+    }
+    memset(dst + (size_t)(d->pad + d->in_h) * ic.wp, 0, sizeof(float) * ic.wp * d->pad);
+  }
+  ic.xp = xp;
+  return ic;
 }
 
 /* dx of images [n0, n0 + nb) += col2im(dcol [in_c*kh*kw, nb * ohw]; image b in
@@ -339,12 +325,13 @@ static void conv_gemm(const lfs_conv_desc *d, float *y, const float *x, const fl
   for (int n0 = 0; n0 < d->n; n0 += chunk) {
     const int nb = d->n - n0 < chunk ? d->n - n0 : chunk, ld = nb * ohw;
     float *out = nb == 1 ? y + n0 * out_img : get_workspace(1, (size_t)d->out_c * ld);
+    const int direct = nb == 1 && is_pointwise(d); /* a single 1x1 s1 image is its own col */
+    implicit_col ic = direct ? (implicit_col){0} : padded_images(d, x, n0, nb);
     for (int g = 0; g < d->groups; g++) {
-      /* a single 1x1 stride-1 image is its own column matrix */
       const lfs_gemm_matrix plain = {0, ld, x + n0 * in_img + (size_t)g * k * ld};
-      const implicit_col ic = {d, x + n0 * in_img, g * k};
-      const lfs_gemm_b src = nb == 1 && is_pointwise(d) ? (lfs_gemm_b){lfs_gemm_pack_matrix, &plain, 0}
-                                                         : (lfs_gemm_b){pack_col, &ic, 0};
+      ic.row0 = g * k;
+      const lfs_gemm_b src = direct ? (lfs_gemm_b){lfs_gemm_pack_matrix, &plain, 0}
+                                    : (lfs_gemm_b){pack_col, &ic, 0};
       lfs_cpu_sgemm_b(0, m, ld, k, 1.0f, w + (size_t)g * m * k, k, &src, nb == 1 && add ? 1.0f : 0.0f,
                       out + (size_t)g * m * ld, ld);
     }
@@ -404,8 +391,9 @@ void lfs_cpu_conv2d_backward(lfs_backend *be, const lfs_conv_desc *d, float *dx,
       stack_images(stacked, grad, nb, d->out_c, ohw);
       grad = stacked;
     }
+    implicit_col ic = dw ? padded_images(d, x, n0, nb) : (implicit_col){0};
     for (int g = 0; dw && g < d->groups; g++) {
-      const implicit_col ic = {d, x + n0 * in_img, g * k};
+      ic.row0 = g * k;
       const lfs_gemm_b src = {pack_col_t, &ic, 0};
       lfs_cpu_sgemm_b(0, m, k, ld, 1.0f, grad + (size_t)g * m * ld, ld, &src, 1.0f,
                       dw + (size_t)g * m * k, k);
