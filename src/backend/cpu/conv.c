@@ -222,38 +222,43 @@ static size_t row_base(const implicit_col *ic, int r) {
   return ((size_t)c * ic->hp + i) * ic->wp + tj;
 }
 
-/* Offsets of columns j0, j0 + 1, ... (count of them); 1 if they are consecutive. */
-static int col_offsets(const implicit_col *ic, int j0, int count, size_t *off) {
+/* Offsets of columns j0, j0 + 1, ... (count of them). */
+static void col_offsets(const implicit_col *ic, int j0, int count, size_t *off) {
   const lfs_conv_desc *d = ic->d;
   const int ohw = d->out_h * d->out_w, s = d->stride;
   const size_t img = (size_t)d->in_c * ic->hp * ic->wp;
-  int b = j0 / ohw, oh = (j0 % ohw) / d->out_w, ow = j0 % d->out_w, consecutive = 1;
+  int b = j0 / ohw, oh = (j0 % ohw) / d->out_w, ow = j0 % d->out_w;
   for (int t = 0; t < count; t++) {
     off[t] = b * img + ((size_t)oh * s) * ic->wp + (size_t)ow * s;
-    if (t > 0 && off[t] != off[t - 1] + 1) consecutive = 0;
     if (++ow == d->out_w) {
       ow = 0;
       if (++oh == d->out_h) oh = 0, b++;
     }
   }
-  return consecutive;
 }
 
-/* lfs_gemm_b packer of the column matrix (forward: Y = W col). */
+/* lfs_gemm_b packer of the column matrix (forward: Y = W col). A panel's columns
+ * fall into runs of consecutive offsets (an output row at stride 1), each copied
+ * as one contiguous stretch. */
 static void pack_col(const void *ctx, float *dst, int nr, int p0, int kc, int j0, int nc) {
   const implicit_col *ic = ctx;
   size_t off[64];
+  int run_start[65], runs;
   if (nr > 64) lfs_fatal("pack_col: register tiles of %d columns (at most 64)", nr);
   for (int jp = 0; jp < nc; jp += nr, dst += (size_t)nr * kc) {
     const int cols = nc - jp < nr ? nc - jp : nr;
-    const int consecutive = col_offsets(ic, j0 + jp, cols, off);
+    col_offsets(ic, j0 + jp, cols, off);
+    runs = 0;
+    for (int t = 0; t < cols; t++)
+      if (t == 0 || off[t] != off[t - 1] + 1) run_start[runs++] = t;
+    run_start[runs] = cols;
     for (int p = 0; p < kc; p++) {
       const float *src = ic->xp + row_base(ic, ic->row0 + p0 + p);
       float *out = dst + (size_t)p * nr;
-      if (consecutive)
-        for (int t = 0; t < cols; t++) out[t] = src[off[0] + t];
-      else
-        for (int t = 0; t < cols; t++) out[t] = src[off[t]];
+      for (int u = 0; u < runs; u++) {
+        const float *from = src + off[run_start[u]];
+        for (int t = run_start[u]; t < run_start[u + 1]; t++) out[t] = from[t - run_start[u]];
+      }
       for (int t = cols; t < nr; t++) out[t] = 0.0f;
     }
   }
