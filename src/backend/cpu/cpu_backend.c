@@ -25,6 +25,7 @@ static void cpu_copy(lfs_backend *be, float *dst, const float *src, size_t count
 
 static void cpu_fill(lfs_backend *be, float *x, float value, size_t count) {
   (void)be;
+#pragma omp parallel for schedule(static) if (count > LFS_CPU_PAR_MIN)
   for (size_t i = 0; i < count; i++) x[i] = value;
 }
 
