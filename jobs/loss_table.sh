@@ -6,6 +6,8 @@
 # so one run's accuracy carries a sampling error of about 0.3 points, below the
 # differences being measured. Long: LOSSES x SEEDS trainings of a minute or two.
 # Usage: bash jobs/loss_table.sh [SEEDS (default "1 2 3")] [LOSSES]
+# Training verifies on the 1000 validation pairs each epoch; the test pairs are
+# evaluated once, on the final checkpoint (lfsearch eval).
 # Results: runs/loss_table/<loss>-s<seed>/ and the table in runs/loss_table/table.txt.
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/setup.sh"
@@ -32,7 +34,7 @@ for loss in $LOSSES; do
       mpiexec -n "$RANKS" "$LFS" train -c jobs/configs/synth_train.ini --resume auto \
         --set run.out_dir="$out" --set run.seed="$seed" --set head.loss="$loss" --set run.log_every=1000 \
         --set data.train=$DATA/train.h5 --set data.val_pairs=$DATA/val_pairs.h5 \
-        --set data.test_pairs=$DATA/test_pairs.h5 --set optim.epochs="$epochs" \
+        --set data.test_pairs= --set optim.epochs="$epochs" \
         --set optim.milestones="$milestones" \
         > "$out.log" 2>&1 || { echo "$loss seed $seed failed: see $out.log" >&2; exit 1; }
       echo "$loss seed $seed: $(( $(date +%s) - start )) s" >&2
