@@ -13,6 +13,7 @@
  * on m, n, the block an element falls in or the thread that computes it. This is
  * what lets a batch split over MPI ranks or OpenMP threads reproduce the whole
  * batch's numbers. */
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -165,12 +166,36 @@ int lfs_cpu_sgemm_select(const char *name) {
 
 const char *lfs_cpu_sgemm_kernel_name(void) { return arch()->name; }
 
-/* Per-thread packing buffers, grown on demand and kept. */
-static _Thread_local float *pack_a, *pack_b;
+/* Per-thread packing buffers: one block of A and one of B, allocated on a
+ * thread's first GEMM and freed when the thread ends (OpenMP teams shrink and
+ * grow with the thread count). */
+typedef struct {
+  float *a, *b;
+} pack_buffers;
 
-static float *pack_buffer(float **buf, size_t count) {
-  if (!*buf) *buf = lfs_alloc_floats(count);
-  return *buf;
+static pthread_key_t pack_key;
+static pthread_once_t pack_key_once = PTHREAD_ONCE_INIT;
+
+static void free_pack_buffers(void *p) {
+  pack_buffers *bufs = p;
+  free(bufs->a), free(bufs->b), free(bufs);
+}
+
+static void make_pack_key(void) {
+  if (pthread_key_create(&pack_key, free_pack_buffers) != 0)
+    lfs_fatal("sgemm: pthread_key_create failed");
+}
+
+static pack_buffers *thread_pack_buffers(void) {
+  pthread_once(&pack_key_once, make_pack_key);
+  pack_buffers *bufs = pthread_getspecific(pack_key);
+  if (!bufs) {
+    bufs = lfs_malloc(sizeof *bufs);
+    bufs->a = lfs_alloc_floats((size_t)(mc_block + max_mr) * kc_block);
+    bufs->b = lfs_alloc_floats((size_t)(nc_block + max_nr) * kc_block);
+    if (pthread_setspecific(pack_key, bufs) != 0) lfs_fatal("sgemm: pthread_setspecific failed");
+  }
+  return bufs;
 }
 
 /* pa [ceil(mc/mr) panels][kc][mr] <- op(A) rows [0, mc), columns [0, kc) at a.
@@ -251,8 +276,8 @@ void lfs_cpu_sgemm_serial_b(int ta, int m, int n, int k, float alpha, const floa
     return;
   }
   const sgemm_arch *ar = arch();
-  float *pa = pack_buffer(&pack_a, (size_t)(mc_block + max_mr) * kc_block);
-  float *pb = pack_buffer(&pack_b, (size_t)(nc_block + max_nr) * kc_block);
+  const pack_buffers *bufs = thread_pack_buffers();
+  float *pa = bufs->a, *pb = bufs->b;
   for (int j0 = 0; j0 < n; j0 += nc_block) {
     const int nc = n - j0 < nc_block ? n - j0 : nc_block;
     for (int p0 = 0; p0 < k; p0 += kc_block) {
