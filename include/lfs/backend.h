@@ -110,6 +110,10 @@ lfs_backend *lfs_backend_cpu(void);
  * ("OpenBLAS 0.3.21 (Haswell kernels)"). */
 const char *lfs_cpu_gemm_describe(void);
 const char *lfs_cpu_blas_describe(void);
+/* Pins the GEMM micro-kernel by name ("avx512", "avx2", "portable"; NULL: the
+ * best this CPU runs). -1 if this CPU cannot run it. Results differ between
+ * kernels in the last bits, so ranks that must agree bit for bit pin one. */
+int lfs_cpu_gemm_select(const char *name);
 /* A backend by name ("cpu", "cuda"); NULL if it is not built in. */
 lfs_backend *lfs_backend_get(const char *name);
 

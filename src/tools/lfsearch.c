@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "config.h"
+#include "lfs/backend.h"
 #include "lfs/log.h"
 #include "lfs/runtime.h"
 #include "lfs/timer.h"
@@ -25,7 +26,7 @@ static const command commands[] = {
     {"info", lfs_cmd_info,
      "describe a dataset, pair set or this build and its accelerators (--devices)"},
     {"bench", lfs_cmd_bench,
-     "time layers and an iresnet block (GFLOP/s), or the data loader (--loader DATASET)"},
+     "time layers (GFLOP/s), whole training steps (--train MODEL) or the loader (--loader)"},
     {"demo", lfs_cmd_demo,
      "train the small residual demo network on synthetic random data (data parallel)"},
 };
@@ -43,9 +44,19 @@ static void usage(FILE *out) {
 
 static int is_help(const char *arg) { return !strcmp(arg, "-h") || !strcmp(arg, "--help"); }
 
+/* LFS_GEMM_KERNEL pins the GEMM micro-kernel, e.g. "avx2" on every node of a
+ * cluster whose CPUs differ, so that all of them compute the same bits. */
+static void pin_gemm_kernel(void) {
+  const char *kernel = getenv("LFS_GEMM_KERNEL");
+  if (kernel && *kernel && lfs_cpu_gemm_select(kernel) != 0)
+    lfs_user_error("LFS_GEMM_KERNEL=%s: not a GEMM kernel this CPU runs (avx512, avx2, portable)",
+                   kernel);
+}
+
 int main(int argc, char **argv) {
   lfs_runtime_init(&argc, &argv);
   lfs_signals_install();
+  pin_gemm_kernel();
   if (argc < 2 || is_help(argv[1])) {
     if (lfs_world_rank() == 0) usage(argc < 2 ? stderr : stdout);
     lfs_runtime_finalize();

@@ -16,6 +16,11 @@ run 0 "$LFSEARCH" info
 expect "CUDA backend :"; expect "MPI ranks    : 1"
 expect_re '^  GEMM +: lfsearch packed SGEMM, (avx512|avx2|portable) micro-kernel$'
 ok "info describes the build"
+run 0 env LFS_GEMM_KERNEL=portable "$LFSEARCH" info
+expect "GEMM         : lfsearch packed SGEMM, portable micro-kernel"; ok "LFS_GEMM_KERNEL pins the kernel"
+run 2 env LFS_GEMM_KERNEL=sse9 "$LFSEARCH" info
+expect "LFS_GEMM_KERNEL=sse9: not a GEMM kernel this CPU runs (avx512, avx2, portable)"
+ok "LFS_GEMM_KERNEL names a bad kernel: exit 2"
 run 2 "$LFSEARCH" info --gpus
 expect 'unknown option "--gpus"'; ok "info rejects an unknown option"
 run 0 "$LFSEARCH" info --devices

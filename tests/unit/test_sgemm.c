@@ -75,7 +75,7 @@ static void test_against_reference(void **state) {
   static const float ab[][2] = {{1.0f, 0.0f}, {1.0f, 1.0f}, {-0.5f, 2.0f}, {2.0f, 0.0f}};
   int ran = 0;
   for (int kernel = 0; kernel < 3; kernel++) {
-    if (lfs_cpu_sgemm_select(kernels[kernel]) != 0) continue;
+    if (lfs_cpu_gemm_select(kernels[kernel]) != 0) continue;
     ran++;
     for (int s = 0; s < (int)(sizeof sizes / sizeof sizes[0]); s++)
       for (int t = 0; t < 4; t++)
@@ -88,7 +88,7 @@ static void test_against_reference(void **state) {
         }
   }
   assert_true(ran >= 1);
-  lfs_cpu_sgemm_select(NULL);
+  lfs_cpu_gemm_select(NULL);
 }
 
 /* C rows [r0, r0 + rows) and columns [c0, c0 + cols) computed on their own equal
@@ -99,7 +99,7 @@ static void test_slices_are_bit_identical(void **state) {
   float *a = random_matrix((size_t)m * k, 4), *b = random_matrix((size_t)k * n, 5);
   float *whole = lfs_alloc_floats((size_t)m * n), *part = lfs_alloc_floats((size_t)m * n);
   for (int kernel = 0; kernel < 3; kernel++) {
-    if (lfs_cpu_sgemm_select(kernels[kernel]) != 0) continue;
+    if (lfs_cpu_gemm_select(kernels[kernel]) != 0) continue;
     lfs_cpu_sgemm_serial(0, 0, m, n, k, 1.0f, a, k, b, n, 0.0f, whole, n);
     memset(part, 0, sizeof(float) * m * n);
     lfs_cpu_sgemm_serial(0, 0, 23, n, k, 1.0f, a, k, b, n, 0.0f, part, n);
@@ -115,14 +115,14 @@ static void test_slices_are_bit_identical(void **state) {
       assert_memory_equal(whole, part, sizeof(float) * m * n);
     }
   }
-  lfs_cpu_sgemm_select(NULL);
+  lfs_cpu_gemm_select(NULL);
   free(a), free(b), free(whole), free(part);
 }
 
 static void test_unknown_kernel_is_refused(void **state) {
   (void)state;
-  assert_int_equal(lfs_cpu_sgemm_select("sse1"), -1);
-  assert_int_equal(lfs_cpu_sgemm_select(NULL), 0);
+  assert_int_equal(lfs_cpu_gemm_select("sse1"), -1);
+  assert_int_equal(lfs_cpu_gemm_select(NULL), 0);
   assert_non_null(lfs_cpu_sgemm_kernel_name());
 }
 

@@ -67,10 +67,9 @@ void lfs_cpu_sgemm_serial_b(int ta, int m, int n, int k, float alpha, const floa
  * threads like lfs_cpu_sgemm. */
 void lfs_cpu_sgemm_b(int ta, int m, int n, int k, float alpha, const float *a, int lda,
                      const lfs_gemm_b *b, float beta, float *c, int ldc);
-/* The micro-kernel in use ("avx512", "avx2" or "portable"); select one by name
- * (NULL: the best this CPU runs), -1 if this CPU cannot run it. */
+/* The micro-kernel in use ("avx512", "avx2" or "portable"; lfs_cpu_gemm_select
+ * in lfs/backend.h pins one). */
 const char *lfs_cpu_sgemm_kernel_name(void);
-int lfs_cpu_sgemm_select(const char *name);
 
 void lfs_cpu_conv2d_forward(lfs_backend *be, const lfs_conv_desc *d, float *y, const float *x,
                             const float *w, const float *b);

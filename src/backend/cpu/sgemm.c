@@ -157,7 +157,7 @@ static const sgemm_arch *arch(void) {
   return a;
 }
 
-int lfs_cpu_sgemm_select(const char *name) {
+int lfs_cpu_gemm_select(const char *name) {
   const sgemm_arch *a = name ? find_arch(name) : best_arch();
   if (!a) return -1;
   __atomic_store_n(&chosen, a, __ATOMIC_RELEASE);
