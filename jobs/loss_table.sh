@@ -8,7 +8,9 @@
 # Usage: bash jobs/loss_table.sh [SEEDS (default "1 2 3")] [LOSSES]
 # Training verifies on the 1000 validation pairs each epoch; the test pairs are
 # evaluated once, on the final checkpoint (lfsearch eval).
-# Results: runs/loss_table/<loss>-s<seed>/ and the table in runs/loss_table/table.txt.
+# Results: runs/loss_table/e<EPOCHS>/<loss>-s<seed>/ and the table in
+# runs/loss_table/e<EPOCHS>/table.txt (one directory per schedule, so that
+# --resume auto never continues a run under another schedule).
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/setup.sh"
 export OPENBLAS_NUM_THREADS=1 OMP_NUM_THREADS=1
@@ -22,12 +24,13 @@ DATA=data/synth32-table
   --size 32 --seed 1 --val-pairs 1000 --test-pairs 6000
 epochs=${EPOCHS:-12}
 milestones="$(( epochs * 2 / 3 )),$(( epochs * 11 / 12 ))"
-mkdir -p runs/loss_table
-printf '%-12s %s\n' loss "test accuracy % (per seed)" > runs/loss_table/table.txt
+ROOT=runs/loss_table/e$epochs
+mkdir -p $ROOT
+printf '%-12s %s\n' loss "test accuracy % (per seed)" > $ROOT/table.txt
 for loss in $LOSSES; do
   accs=""
   for seed in $SEEDS; do
-    out=runs/loss_table/$loss-s$seed
+    out=$ROOT/$loss-s$seed
     ckpt=$out/checkpoints/$(printf 'ckpt-e%04d-s000000.h5' "$epochs")
     if [ ! -f "$ckpt" ]; then
       start=$(date +%s)
@@ -46,6 +49,6 @@ for loss in $LOSSES; do
   # mean ± sample standard deviation (n - 1) over the seeds
   echo "$accs" | awk -v l="$loss" '{ s = 0; for (i = 1; i <= NF; i++) s += $i; m = s / NF; q = 0
     for (i = 1; i <= NF; i++) q += ($i - m) ^ 2; sd = NF > 1 ? sqrt(q / (NF - 1)) : 0
-    printf "%-12s %6.2f ± %.2f   (%s )\n", l, m, sd, $0 }' >> runs/loss_table/table.txt
+    printf "%-12s %6.2f ± %.2f   (%s )\n", l, m, sd, $0 }' >> $ROOT/table.txt
 done
-cat runs/loss_table/table.txt
+cat $ROOT/table.txt
