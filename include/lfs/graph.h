@@ -45,6 +45,8 @@ const float *lfs_graph_forward(lfs_graph *g, const lfs_pass *ps, const float *x)
 void lfs_graph_backward(lfs_graph *g, const lfs_pass *ps, const float *x, const float *dy_out);
 lfs_shape lfs_graph_output_shape(const lfs_graph *g);
 double lfs_graph_macs(const lfs_graph *g);
+/* The convolution and linear layers' share of it (what papers count as a model's MACs). */
+double lfs_graph_conv_linear_macs(const lfs_graph *g);
 /* Prints one line per node: index, kind, description, output shape, parameters. */
 void lfs_graph_print(const lfs_graph *g, void (*out)(const char *line, void *user), void *user);
 

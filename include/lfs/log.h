@@ -22,6 +22,9 @@ void lfs_info(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 /* Every rank, to stderr, prefixed "[rank r] ". */
 void lfs_debug(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 void lfs_warn(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+/* Writes a message into err[errlen] (when given) and returns -1: the error
+ * convention of functions that report to their caller. */
+int lfs_fail(char *err, size_t errlen, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 
 /* Internal fault: prints "[rank r] file:line: message" and a hint, then MPI_Abort(1). */
 _Noreturn void lfs_fatal_at(const char *file, int line, const char *fmt, ...)

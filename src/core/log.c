@@ -178,3 +178,13 @@ float *lfs_alloc_floats_at(const char *file, int line, size_t count) {
     lfs_fatal_at(file, line, "out of memory allocating %zu floats", count);
   return p;
 }
+
+int lfs_fail(char *err, size_t errlen, const char *fmt, ...) {
+  if (err && errlen) {
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(err, errlen, fmt, ap);
+    va_end(ap);
+  }
+  return -1;
+}

@@ -31,18 +31,6 @@ static const struct {
   const char *label;
 } far_targets[LFS_VERIFY_NFAR] = {{1e-3, 1000, "1e-3"}, {1e-4, 10000, "1e-4"}};
 
-static int fail(char *err, size_t errlen, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-
-static int fail(char *err, size_t errlen, const char *fmt, ...) {
-  if (err && errlen) {
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(err, errlen, fmt, ap);
-    va_end(ap);
-  }
-  return -1;
-}
 
 /* ---- thresholds and folds ---------------------------------------------------------- */
 
@@ -75,19 +63,19 @@ static int first_accepting(double d) {
 static int check_pairs(const double *dist, const uint8_t *issame, int64_t n, int64_t *ngen,
                        int64_t *nimp, char *err, size_t errlen) {
   if (n < LFS_VERIFY_FOLDS)
-    return fail(err, errlen, "verification needs at least %d pairs for %d folds, got %lld",
+    return lfs_fail(err, errlen, "verification needs at least %d pairs for %d folds, got %lld",
                 LFS_VERIFY_FOLDS, LFS_VERIFY_FOLDS, (long long)n);
   int64_t g = 0;
   for (int64_t i = 0; i < n; i++) {
     if (issame[i] > 1)
-      return fail(err, errlen, "issame[%lld] = %u: expected 0 or 1", (long long)i,
+      return lfs_fail(err, errlen, "issame[%lld] = %u: expected 0 or 1", (long long)i,
                   (unsigned)issame[i]);
     if (!isfinite(dist[i]))
-      return fail(err, errlen, "distance of pair %lld is %g", (long long)i, dist[i]);
+      return lfs_fail(err, errlen, "distance of pair %lld is %g", (long long)i, dist[i]);
     g += issame[i];
   }
   if (g == 0 || g == n)
-    return fail(err, errlen,
+    return lfs_fail(err, errlen,
                 "all %lld pairs are %s: AUC and EER need both genuine and impostor pairs",
                 (long long)n, g ? "genuine" : "impostor");
   *ngen = g;
@@ -292,11 +280,11 @@ int lfs_verify_from_distances(const double *dist, const uint8_t *issame, int64_t
 int lfs_verify_embed(float *out, const float *plain, const float *flipped, int64_t n, int d,
                      char *err, size_t errlen) {
   if (n < 0 || d < 1)
-    return fail(err, errlen, "embeddings: bad shape [%lld, %d]", (long long)n, d);
+    return lfs_fail(err, errlen, "embeddings: bad shape [%lld, %d]", (long long)n, d);
   /* Check everything first: on error, out (possibly an input) is left untouched. */
   for (int64_t i = 0; i < n * d; i++) {
     if (!isfinite(plain[i]) || !isfinite(flipped[i]))
-      return fail(err, errlen, "embedding of image %lld%s is not finite (element %d = %g)",
+      return lfs_fail(err, errlen, "embedding of image %lld%s is not finite (element %d = %g)",
                   (long long)(i / d), isfinite(plain[i]) ? " (flipped)" : "", (int)(i % d),
                   (double)(isfinite(plain[i]) ? flipped[i] : plain[i]));
   }
@@ -321,9 +309,9 @@ static int check_row(const float *e, int d, const char *what, int64_t row, char 
   double ss = 0.0;
   for (int j = 0; j < d; j++) ss += (double)e[j] * (double)e[j];
   if (!isfinite(ss))
-    return fail(err, errlen, "%s row %lld is not finite", what, (long long)row);
+    return lfs_fail(err, errlen, "%s row %lld is not finite", what, (long long)row);
   if (ss != 0.0 && fabs(ss - 1.0) > NORM_TOL)
-    return fail(err, errlen,
+    return lfs_fail(err, errlen,
                 "%s row %lld has norm %.6g: embeddings must be L2-normalised "
                 "(lfs_verify_embed)",
                 what, (long long)row, sqrt(ss));
@@ -354,16 +342,16 @@ static int pair_distances(double *dist, const float *a, const float *b, int64_t 
 int lfs_verify_distances(double *dist, const float *emb1, const float *emb2, int64_t n, int d,
                          char *err, size_t errlen) {
   if (n < 0 || d < 1)
-    return fail(err, errlen, "embeddings: bad shape [%lld, %d]", (long long)n, d);
+    return lfs_fail(err, errlen, "embeddings: bad shape [%lld, %d]", (long long)n, d);
   return pair_distances(dist, emb1, emb2, n, d, 0, err, errlen);
 }
 
 static int verify_pairs(const float *a, const float *b, const uint8_t *issame, int64_t n, int d,
                         int interleaved, lfs_verify_result *out, char *err, size_t errlen) {
   if (n < LFS_VERIFY_FOLDS)
-    return fail(err, errlen, "verification needs at least %d pairs for %d folds, got %lld",
+    return lfs_fail(err, errlen, "verification needs at least %d pairs for %d folds, got %lld",
                 LFS_VERIFY_FOLDS, LFS_VERIFY_FOLDS, (long long)n);
-  if (d < 1) return fail(err, errlen, "embeddings: bad width %d", d);
+  if (d < 1) return lfs_fail(err, errlen, "embeddings: bad width %d", d);
   double *dist = lfs_malloc((size_t)n * sizeof *dist);
   int rc = pair_distances(dist, a, b, n, d, interleaved, err, errlen);
   if (rc == 0) rc = lfs_verify_from_distances(dist, issame, n, out, err, errlen);

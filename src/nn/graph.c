@@ -151,6 +151,15 @@ double lfs_graph_macs(const lfs_graph *g) {
   return total;
 }
 
+double lfs_graph_conv_linear_macs(const lfs_graph *g) {
+  double total = 0.0;
+  for (int i = 0; i < g->count; i++) {
+    const lfs_layer *l = &g->nodes[i].layer;
+    if (!strcmp(l->kind->kind, "conv2d") || !strcmp(l->kind->kind, "linear")) total += l->kind->macs(l);
+  }
+  return total;
+}
+
 void lfs_graph_print(const lfs_graph *g, void (*out)(const char *line, void *user), void *user) {
   char line[512], what[160], shape[64];
   for (int i = 0; i < g->count; i++) {

@@ -5,32 +5,23 @@
  * [optim] section (milestones and warm-up there are in epochs). */
 #include "lfs/optim.h"
 
+#include "lfs/log.h"
+
 #include <ctype.h>
 #include <errno.h>
 #include <math.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "lfs/config.h"
 
-__attribute__((format(printf, 3, 4))) static int fail(char *err, size_t errlen, const char *fmt,
-                                                      ...) {
-  if (err && errlen) {
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(err, errlen, fmt, ap);
-    va_end(ap);
-  }
-  return -1;
-}
 
 static int check_common(double base_lr, int64_t warmup_steps, char *err, size_t errlen) {
   if (!isfinite(base_lr) || base_lr < 0)
-    return fail(err, errlen, "learning rate %g must be a finite number >= 0", base_lr);
+    return lfs_fail(err, errlen, "learning rate %g must be a finite number >= 0", base_lr);
   if (warmup_steps < 0)
-    return fail(err, errlen, "warm-up steps %lld must be >= 0", (long long)warmup_steps);
+    return lfs_fail(err, errlen, "warm-up steps %lld must be >= 0", (long long)warmup_steps);
   return 0;
 }
 
@@ -50,22 +41,22 @@ int lfs_schedule_multistep(lfs_schedule *s, double base_lr, double gamma, const 
   if (lfs_schedule_constant(s, base_lr, warmup_steps, err, errlen)) return -1;
   s->kind = LFS_SCHED_MULTISTEP;
   if (!isfinite(gamma) || gamma < 0 || gamma > 1)
-    return fail(err, errlen, "gamma %g must be in [0, 1]", gamma);
+    return lfs_fail(err, errlen, "gamma %g must be in [0, 1]", gamma);
   if (steps_per_unit < 1)
-    return fail(err, errlen, "steps per milestone unit %lld must be >= 1",
+    return lfs_fail(err, errlen, "steps per milestone unit %lld must be >= 1",
                 (long long)steps_per_unit);
   if (nmilestones < 0 || nmilestones > LFS_SCHED_MAX_MILESTONES)
-    return fail(err, errlen, "%d milestones: at most %d are allowed", nmilestones,
+    return lfs_fail(err, errlen, "%d milestones: at most %d are allowed", nmilestones,
                 LFS_SCHED_MAX_MILESTONES);
   s->gamma = gamma;
   for (int i = 0; i < nmilestones; i++) {
     const int64_t m = milestones[i];
-    if (m <= 0) return fail(err, errlen, "milestone %lld must be positive", (long long)m);
+    if (m <= 0) return lfs_fail(err, errlen, "milestone %lld must be positive", (long long)m);
     if (i > 0 && m <= milestones[i - 1])
-      return fail(err, errlen, "milestone %lld must be greater than the one before it (%lld)",
+      return lfs_fail(err, errlen, "milestone %lld must be greater than the one before it (%lld)",
                   (long long)m, (long long)milestones[i - 1]);
     if (m > INT64_MAX / steps_per_unit)
-      return fail(err, errlen, "milestone %lld times %lld steps overflows", (long long)m,
+      return lfs_fail(err, errlen, "milestone %lld times %lld steps overflows", (long long)m,
                   (long long)steps_per_unit);
     s->milestones[i] = m * steps_per_unit;
   }
@@ -77,9 +68,9 @@ int lfs_schedule_poly(lfs_schedule *s, double base_lr, double power, int64_t tot
                       int64_t warmup_steps, char *err, size_t errlen) {
   if (lfs_schedule_constant(s, base_lr, warmup_steps, err, errlen)) return -1;
   s->kind = LFS_SCHED_POLY;
-  if (!isfinite(power) || power < 0) return fail(err, errlen, "power %g must be >= 0", power);
+  if (!isfinite(power) || power < 0) return lfs_fail(err, errlen, "power %g must be >= 0", power);
   if (total_steps <= warmup_steps)
-    return fail(err, errlen, "total steps %lld must exceed the warm-up steps %lld",
+    return lfs_fail(err, errlen, "total steps %lld must exceed the warm-up steps %lld",
                 (long long)total_steps, (long long)warmup_steps);
   s->power = power;
   s->total_steps = total_steps;
@@ -136,20 +127,20 @@ static int parse_item(const char *text, int index, const char *begin, const char
   char shown[48];
   item_text(begin, end, shown, sizeof shown);
   if (!shown[0])
-    return fail(err, errlen, "milestones \"%s\": item %d is empty", text, index + 1);
+    return lfs_fail(err, errlen, "milestones \"%s\": item %d is empty", text, index + 1);
   const char *p = skip_spaces(begin);
   char *stop = NULL;
   errno = 0;
   const int sign = (*p == '-' || *p == '+') ? 1 : 0;
   const long long v = isdigit((unsigned char)p[sign]) ? strtoll(p, &stop, 10) : 0;
   if (!stop || skip_spaces(stop) != end)
-    return fail(err, errlen, "milestones \"%s\": item %d ('%s') is not a whole number", text,
+    return lfs_fail(err, errlen, "milestones \"%s\": item %d ('%s') is not a whole number", text,
                 index + 1, shown);
   if (errno == ERANGE)
-    return fail(err, errlen, "milestones \"%s\": item %d ('%s') is too large", text, index + 1,
+    return lfs_fail(err, errlen, "milestones \"%s\": item %d ('%s') is too large", text, index + 1,
                 shown);
   if (v <= 0)
-    return fail(err, errlen, "milestones \"%s\": item %d ('%s') must be positive", text,
+    return lfs_fail(err, errlen, "milestones \"%s\": item %d ('%s') must be positive", text,
                 index + 1, shown);
   *out = (int64_t)v;
   return 0;
@@ -158,7 +149,7 @@ static int parse_item(const char *text, int index, const char *begin, const char
 int lfs_parse_milestones(const char *text, int64_t *out, int max, int *count, char *err,
                          size_t errlen) {
   *count = 0;
-  if (!text) return fail(err, errlen, "milestones: no value");
+  if (!text) return lfs_fail(err, errlen, "milestones: no value");
   if (!*skip_spaces(text)) return 0;
   const char *begin = text;
   /* *count is set only on success, so a caller never sees a half-parsed list. */
@@ -166,10 +157,10 @@ int lfs_parse_milestones(const char *text, int64_t *out, int max, int *count, ch
     const char *end = strchr(begin, ',');
     if (!end) end = begin + strlen(begin);
     if (i >= max)
-      return fail(err, errlen, "milestones \"%s\": more than %d items", text, max);
+      return lfs_fail(err, errlen, "milestones \"%s\": more than %d items", text, max);
     if (parse_item(text, i, begin, end, &out[i], err, errlen)) return -1;
     if (i > 0 && out[i] <= out[i - 1])
-      return fail(err, errlen,
+      return lfs_fail(err, errlen,
                   "milestones \"%s\": item %d (%lld) must be greater than the one before it (%lld)",
                   text, i + 1, (long long)out[i], (long long)out[i - 1]);
     if (!*end) {
@@ -186,7 +177,7 @@ int lfs_parse_milestones(const char *text, int64_t *out, int max, int *count, ch
 static int epochs_to_steps(const char *key, int64_t epochs, int64_t steps_per_epoch, int64_t *out,
                            char *err, size_t errlen) {
   if (epochs > INT64_MAX / steps_per_epoch)
-    return fail(err, errlen, "[optim] %s = %lld: times %lld steps per epoch is too many steps", key,
+    return lfs_fail(err, errlen, "[optim] %s = %lld: times %lld steps per epoch is too many steps", key,
                 (long long)epochs, (long long)steps_per_epoch);
   *out = epochs * steps_per_epoch;
   return 0;
@@ -195,7 +186,7 @@ static int epochs_to_steps(const char *key, int64_t epochs, int64_t steps_per_ep
 int lfs_schedule_from_config(lfs_schedule *s, const struct lfs_config *cfg, int64_t steps_per_epoch,
                              char *err, size_t errlen) {
   if (steps_per_epoch < 1)
-    return fail(err, errlen, "%lld steps per epoch: an epoch must have at least one step",
+    return lfs_fail(err, errlen, "%lld steps per epoch: an epoch must have at least one step",
                 (long long)steps_per_epoch);
   const char *kind = lfs_config_string(cfg, "optim.schedule");
   const double lr = lfs_config_real(cfg, "optim.lr");
@@ -208,24 +199,24 @@ int lfs_schedule_from_config(lfs_schedule *s, const struct lfs_config *cfg, int6
   char why[256];
   if (strcmp(kind, "poly") == 0) {
     if (warmup_epochs >= epochs)
-      return fail(err, errlen, "[optim] warmup_epochs = %lld (set at %s) must be less than "
+      return lfs_fail(err, errlen, "[optim] warmup_epochs = %lld (set at %s) must be less than "
                   "epochs = %lld with schedule = poly", (long long)warmup_epochs,
                   lfs_config_origin(cfg, "optim.warmup_epochs"), (long long)epochs);
     if (lfs_schedule_poly(s, lr, lfs_config_real(cfg, "optim.poly_power"), total, warmup, why,
                           sizeof why))
-      return fail(err, errlen, "[optim] schedule = poly: %s", why);
+      return lfs_fail(err, errlen, "[optim] schedule = poly: %s", why);
     return 0;
   }
   if (strcmp(kind, "multistep") != 0)
-    return fail(err, errlen, "[optim] schedule = %s: expected multistep or poly", kind);
+    return lfs_fail(err, errlen, "[optim] schedule = %s: expected multistep or poly", kind);
   const char *text = lfs_config_string(cfg, "optim.milestones");
   int64_t m[LFS_SCHED_MAX_MILESTONES];
   int n = 0;
   const char *from = lfs_config_origin(cfg, "optim.milestones");
   if (lfs_parse_milestones(text, m, LFS_SCHED_MAX_MILESTONES, &n, why, sizeof why))
-    return fail(err, errlen, "[optim] %s (set at %s)", why, from);
+    return lfs_fail(err, errlen, "[optim] %s (set at %s)", why, from);
   if (lfs_schedule_multistep(s, lr, lfs_config_real(cfg, "optim.lr_gamma"), m, n, steps_per_epoch,
                              warmup, why, sizeof why))
-    return fail(err, errlen, "[optim] milestones = \"%s\" (set at %s): %s", text, from, why);
+    return lfs_fail(err, errlen, "[optim] milestones = \"%s\" (set at %s): %s", text, from, why);
   return 0;
 }

@@ -179,15 +179,6 @@ static void print_line(const char *line, void *user) {
   lfs_info("%s", line);
 }
 
-static double conv_linear_macs(const lfs_graph *g) {
-  double m = 0.0;
-  for (int i = 0; i < g->count; i++) {
-    const lfs_layer *l = &g->nodes[i].layer;
-    if (!strcmp(l->kind->kind, "conv2d") || !strcmp(l->kind->kind, "linear")) m += l->kind->macs(l);
-  }
-  return m;
-}
-
 /* Builds the model for one image and prints its table and totals. */
 static void describe_model(const lfs_model_cfg *cfg) {
   char err[512], a[32], b[32], c[32];
@@ -215,7 +206,7 @@ static void describe_model(const lfs_model_cfg *cfg) {
   const double macs = lfs_graph_macs(&g);
   lfs_info("  MACs/image   : %s forward multiply-adds (%.2f G; conv and linear %s)",
            with_commas(macs, a, sizeof a), macs * 1e-9,
-           with_commas(conv_linear_macs(&g), b, sizeof b));
+           with_commas(lfs_graph_conv_linear_macs(&g), b, sizeof b));
   lfs_graph_free(&g);
 }
 

@@ -233,15 +233,6 @@ static void test_mbf_state_dict_names(void **state) {
 
 /* ---- MACs ---- */
 
-static double conv_linear_macs(const lfs_graph *g) {
-  double m = 0.0;
-  for (int i = 0; i < g->count; i++) {
-    const lfs_layer *l = &g->nodes[i].layer;
-    if (!strcmp(l->kind->kind, "conv2d") || !strcmp(l->kind->kind, "linear")) m += l->kind->macs(l);
-  }
-  return m;
-}
-
 /* Multiply-adds of an iresnet's convolutions and fc for one S x S image, by hand. */
 static double iresnet_macs_by_hand(int s, const int widths[4], const int depths[4], int d) {
   double m = (double)s * s * widths[0] * 3 * 9; /* stem */
@@ -265,7 +256,7 @@ static void test_macs(void **state) {
   assert_true(hand == 6309330944.0); /* also what PyTorch hooks on Conv2d/Linear count */
   lfs_graph g;
   build(&g, (lfs_model_cfg){.arch = "r50"}, 1);
-  const double convs = conv_linear_macs(&g), total = lfs_graph_macs(&g);
+  const double convs = lfs_graph_conv_linear_macs(&g), total = lfs_graph_macs(&g);
   printf("r50: conv+linear MACs %.0f, all layers %.0f\n", convs, total);
   assert_true(convs == hand);
   /* BN (2 per element), PReLU and the residual adds add a third of a percent */
@@ -277,8 +268,8 @@ static void test_macs(void **state) {
       {"r18", 2, 2609954816.0}, {"mbf", 1, 437520896.0}};
   for (size_t i = 0; i < 2; i++) {
     build(&g, (lfs_model_cfg){.arch = refs[i].arch}, refs[i].batch);
-    printf("%s: conv+linear MACs per image %.0f\n", refs[i].arch, conv_linear_macs(&g) / refs[i].batch);
-    assert_true(conv_linear_macs(&g) == refs[i].macs * refs[i].batch);
+    printf("%s: conv+linear MACs per image %.0f\n", refs[i].arch, lfs_graph_conv_linear_macs(&g) / refs[i].batch);
+    assert_true(lfs_graph_conv_linear_macs(&g) == refs[i].macs * refs[i].batch);
     lfs_graph_free(&g);
   }
 }
