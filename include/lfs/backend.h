@@ -114,6 +114,13 @@ const char *lfs_cpu_blas_describe(void);
  * best this CPU runs). -1 if this CPU cannot run it. Results differ between
  * kernels in the last bits, so ranks that must agree bit for bit pin one. */
 int lfs_cpu_gemm_select(const char *name);
+/* The instruction set the CPU backend's other kernels (convolution packing,
+ * batch norm, pointwise) were built for: "x86-64-v4", "x86-64-v3" or
+ * "baseline". They all compute the same bits; lfs_cpu_isa_select picks one by
+ * name (NULL: the best this CPU runs; -1 if it cannot run it), for tests and
+ * benchmarks. */
+int lfs_cpu_isa_select(const char *name);
+const char *lfs_cpu_isa_name(void);
 /* A backend by name ("cpu", "cuda"); NULL if it is not built in. */
 lfs_backend *lfs_backend_get(const char *name);
 

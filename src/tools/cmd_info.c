@@ -27,6 +27,7 @@ static void print_build(void) {
   lfs_info("  CUDA backend : not built");
 #endif
   lfs_info("  GEMM         : %s", lfs_cpu_gemm_describe());
+  lfs_info("  CPU kernels  : %s", lfs_cpu_isa_name());
   lfs_info("  MPI ranks    : %d", lfs_world_size());
   lfs_info("  threads/rank : %d", lfs_get_threads());
 }

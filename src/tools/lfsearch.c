@@ -53,10 +53,20 @@ static void pin_gemm_kernel(void) {
                    kernel);
 }
 
+/* LFS_CPU_ISA picks the build of the other CPU kernels ("baseline", "x86-64-v3",
+ * "x86-64-v4"); all compute the same bits, so this is for measuring them. */
+static void pin_cpu_isa(void) {
+  const char *isa = getenv("LFS_CPU_ISA");
+  if (isa && *isa && lfs_cpu_isa_select(isa) != 0)
+    lfs_user_error("LFS_CPU_ISA=%s: not a kernel build this CPU runs (x86-64-v4, x86-64-v3, baseline)",
+                   isa);
+}
+
 int main(int argc, char **argv) {
   lfs_runtime_init(&argc, &argv);
   lfs_signals_install();
   pin_gemm_kernel();
+  pin_cpu_isa();
   if (argc < 2 || is_help(argv[1])) {
     if (lfs_world_rank() == 0) usage(argc < 2 ? stderr : stdout);
     lfs_runtime_finalize();

@@ -5,7 +5,8 @@
  * and 2 threads. The forward pass is checked against the double-precision
  * reference of tests/grad/refimpl.c; the backward pass by the adjoint
  * identities <dy, conv(x, w)> = <dx, x> = <dw, w> (conv is linear in x and in
- * w), which hold for any dy and cost one forward pass. */
+ * w), which hold for any dy and cost one forward pass. It runs the kernel build
+ * the backend picked for this CPU (test_cpu_isa checks the others agree). */
 #include <math.h>
 #include <setjmp.h>
 #include <stdarg.h>
@@ -67,9 +68,9 @@ static void run_case(const conv_case *c, int threads) {
   assert_int_equal(ref_conv_geom_init(&g), 0);
   ref_conv2d(&g, yd, xd, wd, NULL);
 
-  lfs_cpu_conv2d_forward(lfs_backend_cpu(), &d, y, x, w, NULL);
+  lfs_backend_cpu()->ops->conv2d_forward(lfs_backend_cpu(), &d, y, x, w, NULL);
   const double yerr = tu_rel_err(y, yd, ny);
-  lfs_cpu_conv2d_backward(lfs_backend_cpu(), &d, dx, dw, NULL, dy, x, w);
+  lfs_backend_cpu()->ops->conv2d_backward(lfs_backend_cpu(), &d, dx, dw, NULL, dy, x, w);
   double mag = 0.0, mag_x = 0.0, mag_w = 0.0;
   double want = 0.0;
   for (size_t i = 0; i < ny; i++) want += dyd[i] * yd[i], mag += fabs(dyd[i] * yd[i]);
@@ -104,8 +105,8 @@ static void test_threads_are_bit_identical(void **state) {
   for (int t = 0; t < 2; t++) {
     lfs_set_threads(t + 1);
     y[t] = malloc(ny * 4), dx[t] = calloc(nx, 4), dw[t] = calloc(nw, 4);
-    lfs_cpu_conv2d_forward(lfs_backend_cpu(), &d, y[t], x, w, NULL);
-    lfs_cpu_conv2d_backward(lfs_backend_cpu(), &d, dx[t], dw[t], NULL, dy, x, w);
+    lfs_backend_cpu()->ops->conv2d_forward(lfs_backend_cpu(), &d, y[t], x, w, NULL);
+    lfs_backend_cpu()->ops->conv2d_backward(lfs_backend_cpu(), &d, dx[t], dw[t], NULL, dy, x, w);
   }
   assert_memory_equal(y[0], y[1], ny * 4);
   assert_memory_equal(dx[0], dx[1], nx * 4);

@@ -11,7 +11,7 @@ static const float *plane(const lfs_bn_desc *d, const float *x, int n, int ch) {
   return x + ((size_t)n * d->c + ch) * (size_t)d->spatial;
 }
 
-void lfs_cpu_batchnorm_sums(lfs_backend *be, const lfs_bn_desc *d, double *sum, const float *x) {
+void LFS_CPU_K(batchnorm_sums)(lfs_backend *be, const lfs_bn_desc *d, double *sum, const float *x) {
   (void)be;
 #pragma omp parallel for schedule(static) PAR_IF(d)
   for (int ch = 0; ch < d->c; ch++) {
@@ -21,8 +21,8 @@ void lfs_cpu_batchnorm_sums(lfs_backend *be, const lfs_bn_desc *d, double *sum, 
   }
 }
 
-void lfs_cpu_batchnorm_sqdev(lfs_backend *be, const lfs_bn_desc *d, double *sqdev, const float *x,
-                             const float *mean) {
+void LFS_CPU_K(batchnorm_sqdev)(lfs_backend *be, const lfs_bn_desc *d, double *sqdev,
+                                const float *x, const float *mean) {
   (void)be;
 #pragma omp parallel for schedule(static) PAR_IF(d)
   for (int ch = 0; ch < d->c; ch++) {
@@ -35,9 +35,9 @@ void lfs_cpu_batchnorm_sqdev(lfs_backend *be, const lfs_bn_desc *d, double *sqde
   }
 }
 
-void lfs_cpu_batchnorm_apply(lfs_backend *be, const lfs_bn_desc *d, float *y, const float *x,
-                             const float *mean, const float *invstd, const float *gamma,
-                             const float *beta) {
+void LFS_CPU_K(batchnorm_apply)(lfs_backend *be, const lfs_bn_desc *d, float *y, const float *x,
+                                const float *mean, const float *invstd, const float *gamma,
+                                const float *beta) {
   (void)be;
 #pragma omp parallel for schedule(static) PAR_IF(d)
   for (int ch = 0; ch < d->c; ch++) {
@@ -50,9 +50,9 @@ void lfs_cpu_batchnorm_apply(lfs_backend *be, const lfs_bn_desc *d, float *y, co
   }
 }
 
-void lfs_cpu_batchnorm_grad_sums(lfs_backend *be, const lfs_bn_desc *d, double *sum_dy,
-                                 double *sum_dy_xhat, const float *dy, const float *x,
-                                 const float *mean, const float *invstd) {
+void LFS_CPU_K(batchnorm_grad_sums)(lfs_backend *be, const lfs_bn_desc *d, double *sum_dy,
+                                    double *sum_dy_xhat, const float *dy, const float *x,
+                                    const float *mean, const float *invstd) {
   (void)be;
 #pragma omp parallel for schedule(static) PAR_IF(d)
   for (int ch = 0; ch < d->c; ch++) {
@@ -67,10 +67,10 @@ void lfs_cpu_batchnorm_grad_sums(lfs_backend *be, const lfs_bn_desc *d, double *
   }
 }
 
-void lfs_cpu_batchnorm_backward_apply(lfs_backend *be, const lfs_bn_desc *d, float *dx,
-                                      const float *dy, const float *x, const float *gamma,
-                                      const float *mean, const float *invstd, const float *mean_dy,
-                                      const float *mean_dy_xhat) {
+void LFS_CPU_K(batchnorm_backward_apply)(lfs_backend *be, const lfs_bn_desc *d, float *dx,
+                                         const float *dy, const float *x, const float *gamma,
+                                         const float *mean, const float *invstd,
+                                         const float *mean_dy, const float *mean_dy_xhat) {
   (void)be;
 #pragma omp parallel for schedule(static) PAR_IF(d)
   for (int ch = 0; ch < d->c; ch++) {

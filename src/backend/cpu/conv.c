@@ -5,7 +5,10 @@
  * Y = W col and weight gradient dW = dY col^T read col straight from the images
  * while packing (implicit GEMM, src/backend/cpu/sgemm.c), so it is never
  * stored; the input gradient goes through a stored dcol = W^T dY and col2im.
- * Small feature maps stack several images side by side in one GEMM. A 1x1
+ * Stride-1 forward GEMMs run over "wide rows" (each output row extended to the
+ * padded input width), so that a packed row is one contiguous copy; the extra
+ * columns are computed and dropped. Small feature maps stack several images
+ * side by side in one GEMM. A 1x1
  * stride-1 unpadded conv of one image uses the image itself as col. Depthwise
  * convolutions (groups == in_c == out_c) run as direct loops, where a GEMM with
  * one output row would waste the packing. Workspaces are kept between calls
@@ -169,9 +172,9 @@ static void bias_backward(const lfs_conv_desc *d, float *db, const float *dy) {
   }
 }
 
-/* Images per column matrix (see min_gemm_cols). */
-static int chunk_images(const lfs_conv_desc *d) {
-  const size_t ohw = (size_t)d->out_h * d->out_w, rows = (size_t)d->in_c * d->kh * d->kw;
+/* Images per column matrix (see min_gemm_cols) of ohw GEMM columns per image. */
+static int chunk_images(const lfs_conv_desc *d, size_t ohw) {
+  const size_t rows = (size_t)d->in_c * d->kh * d->kw;
   size_t nb = (min_gemm_cols + ohw - 1) / ohw;
   if (nb > (size_t)d->n) nb = (size_t)d->n;
   const size_t widest = rows > (size_t)d->out_c ? rows : (size_t)d->out_c;
@@ -189,19 +192,24 @@ static void stack_images(float *stacked, const float *images, int nb, int c, siz
              sizeof(float) * hw);
 }
 
-/* images [nb][c, hw] = (or +=, `add`) stacked [c, nb * hw]. */
-static void unstack_images(float *images, const float *stacked, int nb, int c, size_t hw, int add) {
-  const size_t ld = (size_t)nb * hw;
+/* images [nb][c, rows, row_len] = (or +=, `add`) stacked [c, nb * rows * src_w]:
+ * the first row_len of every src_w columns (wide rows drop their extra columns). */
+static void unstack_images(float *images, const float *stacked, int nb, int c, int rows,
+                           int row_len, int src_w, int add) {
+  const size_t img_cols = (size_t)rows * src_w, hw = (size_t)rows * row_len;
+  if (src_w == row_len) rows = 1, row_len = src_w = (int)hw; /* one copy per plane */
+  const size_t ld = nb * img_cols;
 #pragma omp parallel for schedule(static) if ((size_t)nb * c * hw > LFS_CPU_PAR_MIN)
   for (int i = 0; i < c; i++)
-    for (int b = 0; b < nb; b++) {
-      float *dst = images + ((size_t)b * c + i) * hw;
-      const float *src = stacked + (size_t)i * ld + (size_t)b * hw;
-      if (add)
-        for (size_t q = 0; q < hw; q++) dst[q] += src[q];
-      else
-        memcpy(dst, src, sizeof(float) * hw);
-    }
+    for (int b = 0; b < nb; b++)
+      for (int r = 0; r < rows; r++) {
+        float *dst = images + ((size_t)b * c + i) * hw + (size_t)r * row_len;
+        const float *src = stacked + (size_t)i * ld + (size_t)b * img_cols + (size_t)r * src_w;
+        if (add)
+          for (int q = 0; q < row_len; q++) dst[q] += src[q];
+        else
+          memcpy(dst, src, sizeof(float) * row_len);
+      }
 }
 
 /* The column matrix of nb images, never stored: the GEMM packers read it from a
@@ -209,11 +217,12 @@ static void unstack_images(float *images, const float *stacked, int nb, int c, s
  * every output pixel is in bounds, so that
  *   col(r, j) = xp[row_base(r) + col_offset(j)]
  * with r = (channel, tap row, tap column) + row0 (the group's first row) and
- * j = (image, output row, output column). No bounds checks, no zero runs. */
+ * j = (image, output row, output column), cols_w columns per output row (out_w,
+ * or wp for wide rows). No bounds checks, no zero runs. */
 typedef struct {
   const lfs_conv_desc *d;
   const float *xp;
-  int hp, wp, row0;
+  int hp, wp, row0, cols_w;
 } implicit_col;
 
 static size_t row_base(const implicit_col *ic, int r) {
@@ -225,72 +234,73 @@ static size_t row_base(const implicit_col *ic, int r) {
 /* Offsets of columns j0, j0 + 1, ... (count of them). */
 static void col_offsets(const implicit_col *ic, int j0, int count, size_t *off) {
   const lfs_conv_desc *d = ic->d;
-  const int ohw = d->out_h * d->out_w, s = d->stride;
+  const int ohw = d->out_h * ic->cols_w, s = d->stride;
   const size_t img = (size_t)d->in_c * ic->hp * ic->wp;
-  int b = j0 / ohw, oh = (j0 % ohw) / d->out_w, ow = j0 % d->out_w;
+  int b = j0 / ohw, oh = (j0 % ohw) / ic->cols_w, ow = j0 % ic->cols_w;
   for (int t = 0; t < count; t++) {
     off[t] = b * img + ((size_t)oh * s) * ic->wp + (size_t)ow * s;
-    if (++ow == d->out_w) {
+    if (++ow == ic->cols_w) {
       ow = 0;
       if (++oh == d->out_h) oh = 0, b++;
     }
   }
 }
 
-/* lfs_gemm_b packer of the column matrix (forward: Y = W col). A panel's columns
- * fall into runs of consecutive offsets (an output row at stride 1), each copied
- * as one contiguous stretch. */
+/* lfs_gemm_b packer of the column matrix (forward: Y = W col). A panel whose
+ * columns are consecutive in xp (wide rows, within one image) is a contiguous
+ * copy per row; any other is gathered. */
 static void pack_col(const void *ctx, float *dst, int nr, int p0, int kc, int j0, int nc) {
   const implicit_col *ic = ctx;
-  size_t off[64];
-  int run_start[65], runs;
-  if (nr > 64) lfs_fatal("pack_col: register tiles of %d columns (at most 64)", nr);
+  size_t off[64], base[256];
+  int32_t idx[64];
+  if (nr > 64 || kc > 256) lfs_fatal("pack_col: tiles of %d x %d (at most 64 x 256)", nr, kc);
+  for (int p = 0; p < kc; p++) base[p] = row_base(ic, ic->row0 + p0 + p);
   for (int jp = 0; jp < nc; jp += nr, dst += (size_t)nr * kc) {
     const int cols = nc - jp < nr ? nc - jp : nr;
     col_offsets(ic, j0 + jp, cols, off);
-    runs = 0;
-    for (int t = 0; t < cols; t++)
-      if (t == 0 || off[t] != off[t - 1] + 1) run_start[runs++] = t;
-    run_start[runs] = cols;
-    for (int p = 0; p < kc; p++) {
-      const float *src = ic->xp + row_base(ic, ic->row0 + p0 + p);
-      float *out = dst + (size_t)p * nr;
-      for (int u = 0; u < runs; u++) {
-        const float *from = src + off[run_start[u]];
-        for (int t = run_start[u]; t < run_start[u + 1]; t++) out[t] = from[t - run_start[u]];
+    if (off[cols - 1] - off[0] == (size_t)cols - 1) {
+      for (int p = 0; p < kc; p++) {
+        const float *src = ic->xp + base[p] + off[0];
+        float *out = dst + (size_t)p * nr;
+        for (int t = 0; t < cols; t++) out[t] = src[t];
+        for (int t = cols; t < nr; t++) out[t] = 0.0f;
       }
-      for (int t = cols; t < nr; t++) out[t] = 0.0f;
+      continue;
     }
+    for (int t = 0; t < cols; t++) idx[t] = (int32_t)(off[t] - off[0]);
+    for (int p = 0; p < kc; p++) base[p] += off[0];
+    lfs_cpu_pack_gather(dst, nr, kc, ic->xp, base, idx, cols);
+    for (int p = 0; p < kc; p++) base[p] -= off[0];
   }
 }
 
 /* lfs_gemm_b packer of the transposed column matrix (weight gradient: dW = dY col^T). */
 static void pack_col_t(const void *ctx, float *dst, int nr, int p0, int kc, int j0, int nc) {
   const implicit_col *ic = ctx;
-  size_t base[64], off[256];
+  size_t off[256];
+  int32_t base[64];
   if (nr > 64 || kc > 256) lfs_fatal("pack_col_t: tiles of %d x %d (at most 64 x 256)", nr, kc);
   col_offsets(ic, p0, kc, off);
   for (int jp = 0; jp < nc; jp += nr, dst += (size_t)nr * kc) {
     const int cols = nc - jp < nr ? nc - jp : nr;
-    for (int q = 0; q < cols; q++) base[q] = row_base(ic, ic->row0 + j0 + jp + q);
-    for (int p = 0; p < kc; p++) {
-      const float *src = ic->xp + off[p];
-      float *out = dst + (size_t)p * nr;
-      for (int q = 0; q < cols; q++) out[q] = src[base[q]];
-      for (int q = cols; q < nr; q++) out[q] = 0.0f;
-    }
+    for (int q = 0; q < cols; q++) base[q] = (int32_t)row_base(ic, ic->row0 + j0 + jp + q);
+    lfs_cpu_pack_gather(dst, nr, kc, ic->xp, off, base, cols);
   }
 }
 
-/* The implicit column matrix of images [n0, n0 + nb): x itself without padding,
- * else a zero-padded copy in workspace 3. */
-static implicit_col padded_images(const lfs_conv_desc *d, const float *x, int n0, int nb) {
+/* The implicit column matrix of images [n0, n0 + nb), cols_w columns per output
+ * row: x itself without padding, else a zero-padded copy in workspace 3. Wide
+ * rows read up to kw - 1 floats past the last image, so they always get a copy
+ * with that much zeroed slack. */
+static implicit_col padded_images(const lfs_conv_desc *d, const float *x, int n0, int nb, int wide) {
   const size_t in_img = (size_t)d->in_c * d->in_h * d->in_w;
-  implicit_col ic = {d, x + n0 * in_img, d->in_h + 2 * d->pad, d->in_w + 2 * d->pad, 0};
-  if (d->pad == 0) return ic;
-  const size_t plane = (size_t)ic.hp * ic.wp;
-  float *xp = get_workspace(3, (size_t)nb * d->in_c * plane);
+  implicit_col ic = {d, x + n0 * in_img, d->in_h + 2 * d->pad, d->in_w + 2 * d->pad, 0, d->out_w};
+  if (wide) ic.cols_w = ic.wp;
+  if (d->pad == 0 && !wide) return ic;
+  const size_t plane = (size_t)ic.hp * ic.wp, slack = wide ? (size_t)d->kw : 0;
   const int planes = nb * d->in_c;
+  float *xp = get_workspace(3, (size_t)planes * plane + slack);
+  memset(xp + (size_t)planes * plane, 0, sizeof(float) * slack);
 #pragma omp parallel for schedule(static) if ((size_t)planes * plane > LFS_CPU_PAR_MIN)
   for (int t = 0; t < planes; t++) {
     float *dst = xp + t * plane;
@@ -321,31 +331,36 @@ static void raise_add(const lfs_conv_desc *d, float *dx, const float *dcol, int 
   }
 }
 
-/* y = (or +=, `add`) conv(x, w) without bias, through implicit GEMMs. */
+/* y = (or +=, `add`) conv(x, w) without bias, through implicit GEMMs; stride 1
+ * over wide rows (see the header), whose extra columns unstacking drops. */
 static void conv_gemm(const lfs_conv_desc *d, float *y, const float *x, const float *w, int add) {
+  const int wide = d->stride == 1 && !is_pointwise(d);
   const int ohw = d->out_h * d->out_w, m = d->out_c / d->groups;
+  const int cols_w = wide ? d->in_w + 2 * d->pad : d->out_w, img_cols = d->out_h * cols_w;
   const int k = (d->in_c / d->groups) * d->kh * d->kw;
   const size_t in_img = (size_t)d->in_c * d->in_h * d->in_w, out_img = (size_t)d->out_c * ohw;
-  const int chunk = chunk_images(d);
+  const int chunk = chunk_images(d, img_cols);
   for (int n0 = 0; n0 < d->n; n0 += chunk) {
-    const int nb = d->n - n0 < chunk ? d->n - n0 : chunk, ld = nb * ohw;
-    float *out = nb == 1 ? y + n0 * out_img : get_workspace(1, (size_t)d->out_c * ld);
+    const int nb = d->n - n0 < chunk ? d->n - n0 : chunk, ld = nb * img_cols;
+    const int in_place = nb == 1 && !wide; /* the GEMM writes y itself */
+    float *out = in_place ? y + n0 * out_img : get_workspace(1, (size_t)d->out_c * ld);
     const int direct = nb == 1 && is_pointwise(d); /* a single 1x1 s1 image is its own col */
-    implicit_col ic = direct ? (implicit_col){0} : padded_images(d, x, n0, nb);
+    implicit_col ic = direct ? (implicit_col){0} : padded_images(d, x, n0, nb, wide);
     for (int g = 0; g < d->groups; g++) {
       const lfs_gemm_matrix plain = {0, ld, x + n0 * in_img + (size_t)g * k * ld};
       ic.row0 = g * k;
       const lfs_gemm_b src = direct ? (lfs_gemm_b){lfs_gemm_pack_matrix, &plain, 0}
                                     : (lfs_gemm_b){pack_col, &ic, 0};
-      lfs_cpu_sgemm_b(0, m, ld, k, 1.0f, w + (size_t)g * m * k, k, &src, nb == 1 && add ? 1.0f : 0.0f,
+      lfs_cpu_sgemm_b(0, m, ld, k, 1.0f, w + (size_t)g * m * k, k, &src, in_place && add ? 1.0f : 0.0f,
                       out + (size_t)g * m * ld, ld);
     }
-    if (nb > 1) unstack_images(y + n0 * out_img, out, nb, d->out_c, ohw, add);
+    if (!in_place)
+      unstack_images(y + n0 * out_img, out, nb, d->out_c, d->out_h, d->out_w, cols_w, add);
   }
 }
 
-void lfs_cpu_conv2d_forward(lfs_backend *be, const lfs_conv_desc *d, float *y, const float *x,
-                            const float *w, const float *b) {
+void LFS_CPU_K(conv2d_forward)(lfs_backend *be, const lfs_conv_desc *d, float *y, const float *x,
+                               const float *w, const float *b) {
   (void)be;
   if (is_depthwise(d))
     depthwise_forward(d, y, x, w, d->has_bias ? b : NULL);
@@ -375,8 +390,8 @@ static void input_grad_as_conv(const lfs_conv_desc *d, float *dx, const float *d
   conv_gemm(&t, dx, dy, flipped, 1);
 }
 
-void lfs_cpu_conv2d_backward(lfs_backend *be, const lfs_conv_desc *d, float *dx, float *dw,
-                             float *db, const float *dy, const float *x, const float *w) {
+void LFS_CPU_K(conv2d_backward)(lfs_backend *be, const lfs_conv_desc *d, float *dx, float *dw,
+                                float *db, const float *dy, const float *x, const float *w) {
   (void)be;
   if (d->has_bias && db) bias_backward(d, db, dy);
   if (is_depthwise(d)) {
@@ -387,7 +402,7 @@ void lfs_cpu_conv2d_backward(lfs_backend *be, const lfs_conv_desc *d, float *dx,
   const int k = (d->in_c / d->groups) * d->kh * d->kw;
   const size_t in_img = (size_t)d->in_c * d->in_h * d->in_w, out_img = (size_t)d->out_c * ohw;
   const int conv_dx = dx && input_grad_is_conv(d);
-  const int chunk = chunk_images(d);
+  const int chunk = chunk_images(d, (size_t)ohw);
   for (int n0 = 0; n0 < d->n; n0 += chunk) {
     const int nb = d->n - n0 < chunk ? d->n - n0 : chunk, ld = nb * ohw;
     const float *grad = dy + n0 * out_img;
@@ -396,7 +411,7 @@ void lfs_cpu_conv2d_backward(lfs_backend *be, const lfs_conv_desc *d, float *dx,
       stack_images(stacked, grad, nb, d->out_c, ohw);
       grad = stacked;
     }
-    implicit_col ic = dw ? padded_images(d, x, n0, nb) : (implicit_col){0};
+    implicit_col ic = dw ? padded_images(d, x, n0, nb, 0) : (implicit_col){0};
     for (int g = 0; dw && g < d->groups; g++) {
       ic.row0 = g * k;
       const lfs_gemm_b src = {pack_col_t, &ic, 0};

@@ -3,6 +3,8 @@
 #ifndef LFS_CPU_INTERNAL_H
 #define LFS_CPU_INTERNAL_H
 
+#include <stdint.h>
+
 #include "lfs/backend.h"
 
 /* Below this many elements an OpenMP region costs more than it saves. */
@@ -67,45 +69,23 @@ void lfs_cpu_sgemm_serial_b(int ta, int m, int n, int k, float alpha, const floa
  * threads like lfs_cpu_sgemm. */
 void lfs_cpu_sgemm_b(int ta, int m, int n, int k, float alpha, const float *a, int lda,
                      const lfs_gemm_b *b, float beta, float *c, int ldc);
+/* dst [kc][nr] = src[off[p] + idx[t]] for columns t < cols, zeros after:
+ * packs an implicit B whose elements are scattered (nr <= 64). */
+void lfs_cpu_pack_gather(float *dst, int nr, int kc, const float *src, const size_t *off,
+                         const int32_t *idx, int cols);
 /* The micro-kernel in use ("avx512", "avx2" or "portable"; lfs_cpu_gemm_select
  * in lfs/backend.h pins one). */
 const char *lfs_cpu_sgemm_kernel_name(void);
 
-void lfs_cpu_conv2d_forward(lfs_backend *be, const lfs_conv_desc *d, float *y, const float *x,
-                            const float *w, const float *b);
-void lfs_cpu_conv2d_backward(lfs_backend *be, const lfs_conv_desc *d, float *dx, float *dw,
-                             float *db, const float *dy, const float *x, const float *w);
-
-void lfs_cpu_batchnorm_sums(lfs_backend *be, const lfs_bn_desc *d, double *sum, const float *x);
-void lfs_cpu_batchnorm_sqdev(lfs_backend *be, const lfs_bn_desc *d, double *sqdev, const float *x,
-                             const float *mean);
-void lfs_cpu_batchnorm_apply(lfs_backend *be, const lfs_bn_desc *d, float *y, const float *x,
-                             const float *mean, const float *invstd, const float *gamma,
-                             const float *beta);
-void lfs_cpu_batchnorm_grad_sums(lfs_backend *be, const lfs_bn_desc *d, double *sum_dy,
-                                 double *sum_dy_xhat, const float *dy, const float *x,
-                                 const float *mean, const float *invstd);
-void lfs_cpu_batchnorm_backward_apply(lfs_backend *be, const lfs_bn_desc *d, float *dx,
-                                      const float *dy, const float *x, const float *gamma,
-                                      const float *mean, const float *invstd, const float *mean_dy,
-                                      const float *mean_dy_xhat);
-
-void lfs_cpu_prelu_forward(lfs_backend *be, int n, int c, int spatial, float *y, const float *x,
-                           const float *alpha);
-void lfs_cpu_prelu_backward(lfs_backend *be, int n, int c, int spatial, float *dx, float *dalpha,
-                            const float *dy, const float *x, const float *alpha);
-void lfs_cpu_linear_forward(lfs_backend *be, int n, int in, int out, float *y, const float *x,
-                            const float *w, const float *b);
-void lfs_cpu_linear_backward(lfs_backend *be, int n, int in, int out, float *dx, float *dw,
-                             float *db, const float *dy, const float *x, const float *w);
-void lfs_cpu_add_forward(lfs_backend *be, float *y, const float *a, const float *b, size_t count);
-void lfs_cpu_dropout_forward(lfs_backend *be, float *y, const float *x, size_t count, float p,
-                             const lfs_rng *rng);
-void lfs_cpu_dropout_backward(lfs_backend *be, float *dx, const float *dy, size_t count, float p,
-                              const lfs_rng *rng);
-void lfs_cpu_l2norm_forward(lfs_backend *be, int rows, int cols, float eps, float *y,
-                            float *norms, const float *x);
-void lfs_cpu_l2norm_backward(lfs_backend *be, int rows, int cols, float eps, float *dx,
-                             const float *dy, const float *y, const float *norms);
+/* The kernels of conv.c, batchnorm.c and pointwise.c are built once per
+ * instruction set (Makefile.am): LFS_CPU_SUFFIX names the build (empty for the
+ * baseline, _v3 for x86-64-v3, _v4 for x86-64-v4), LFS_CPU_K(name) the symbol. */
+#ifndef LFS_CPU_SUFFIX
+#define LFS_CPU_SUFFIX
+#endif
+#define LFS_CPU_PASTE(a, b) a##b
+#define LFS_CPU_NAME(a, b) LFS_CPU_PASTE(a, b)
+#define LFS_CPU_K(name) LFS_CPU_NAME(lfs_cpu_##name, LFS_CPU_SUFFIX)
+#include "backend/cpu/cpu_kernels.h"
 
 #endif

@@ -5,8 +5,8 @@
 
 #include "backend/cpu/cpu_internal.h"
 
-void lfs_cpu_prelu_forward(lfs_backend *be, int n, int c, int spatial, float *y, const float *x,
-                           const float *alpha) {
+void LFS_CPU_K(prelu_forward)(lfs_backend *be, int n, int c, int spatial, float *y, const float *x,
+                              const float *alpha) {
   (void)be;
   const int planes = n * c;
 #pragma omp parallel for schedule(static) if ((size_t)planes * spatial > LFS_CPU_PAR_MIN)
@@ -24,8 +24,8 @@ void lfs_cpu_prelu_forward(lfs_backend *be, int n, int c, int spatial, float *y,
 static inline float negative_part(float v) { return v < 0.0f ? v : 0.0f; }
 
 /* Parallel over channels: each thread owns dalpha[ch]. Selects, not branches, as in forward. */
-void lfs_cpu_prelu_backward(lfs_backend *be, int n, int c, int spatial, float *dx, float *dalpha,
-                            const float *dy, const float *x, const float *alpha) {
+void LFS_CPU_K(prelu_backward)(lfs_backend *be, int n, int c, int spatial, float *dx, float *dalpha,
+                               const float *dy, const float *x, const float *alpha) {
   (void)be;
 #pragma omp parallel for schedule(static) if ((size_t)n * c * spatial > LFS_CPU_PAR_MIN)
   for (int ch = 0; ch < c; ch++) {
@@ -50,8 +50,8 @@ void lfs_cpu_prelu_backward(lfs_backend *be, int n, int c, int spatial, float *d
   }
 }
 
-void lfs_cpu_linear_forward(lfs_backend *be, int n, int in, int out, float *y, const float *x,
-                            const float *w, const float *b) {
+void LFS_CPU_K(linear_forward)(lfs_backend *be, int n, int in, int out, float *y, const float *x,
+                               const float *w, const float *b) {
   (void)be;
   lfs_cpu_sgemm(0, 1, n, out, in, 1.0f, x, in, w, in, 0.0f, y, out);
   if (!b) return;
@@ -59,12 +59,10 @@ void lfs_cpu_linear_forward(lfs_backend *be, int n, int in, int out, float *y, c
     for (int o = 0; o < out; o++) y[(size_t)i * out + o] += b[o];
 }
 
-void lfs_cpu_linear_backward(lfs_backend *be, int n, int in, int out, float *dx, float *dw,
-                             float *db, const float *dy, const float *x, const float *w) {
+void LFS_CPU_K(linear_backward)(lfs_backend *be, int n, int in, int out, float *dx, float *dw,
+                                float *db, const float *dy, const float *x, const float *w) {
   (void)be;
-  if (dx)
-    lfs_cpu_sgemm(0, 0, n, in, out, 1.0f, dy, out, w, in, 1.0f,
-                dx, in);
+  if (dx) lfs_cpu_sgemm(0, 0, n, in, out, 1.0f, dy, out, w, in, 1.0f, dx, in);
   if (dw)
     lfs_cpu_sgemm(1, 0, out, in, n, 1.0f, dy, out, x, in, 1.0f,
                 dw, in);
@@ -76,22 +74,23 @@ void lfs_cpu_linear_backward(lfs_backend *be, int n, int in, int out, float *dx,
   }
 }
 
-void lfs_cpu_add_forward(lfs_backend *be, float *y, const float *a, const float *b, size_t count) {
+void LFS_CPU_K(add_forward)(lfs_backend *be, float *y, const float *a, const float *b,
+                            size_t count) {
   (void)be;
 #pragma omp parallel for schedule(static) if (count > LFS_CPU_PAR_MIN)
   for (size_t i = 0; i < count; i++) y[i] = a[i] + b[i];
 }
 
-void lfs_cpu_dropout_forward(lfs_backend *be, float *y, const float *x, size_t count, float p,
-                             const lfs_rng *rng) {
+void LFS_CPU_K(dropout_forward)(lfs_backend *be, float *y, const float *x, size_t count, float p,
+                                const lfs_rng *rng) {
   (void)be;
   const float scale = 1.0f / (1.0f - p);
 #pragma omp parallel for schedule(static) if (count > LFS_CPU_PAR_MIN)
   for (size_t i = 0; i < count; i++) y[i] = lfs_rng_uniform(rng, i) >= p ? x[i] * scale : 0.0f;
 }
 
-void lfs_cpu_dropout_backward(lfs_backend *be, float *dx, const float *dy, size_t count, float p,
-                              const lfs_rng *rng) {
+void LFS_CPU_K(dropout_backward)(lfs_backend *be, float *dx, const float *dy, size_t count, float p,
+                                 const lfs_rng *rng) {
   (void)be;
   const float scale = 1.0f / (1.0f - p);
 #pragma omp parallel for schedule(static) if (count > LFS_CPU_PAR_MIN)
@@ -99,8 +98,8 @@ void lfs_cpu_dropout_backward(lfs_backend *be, float *dx, const float *dy, size_
     if (lfs_rng_uniform(rng, i) >= p) dx[i] += dy[i] * scale;
 }
 
-void lfs_cpu_l2norm_forward(lfs_backend *be, int rows, int cols, float eps, float *y,
-                            float *norms, const float *x) {
+void LFS_CPU_K(l2norm_forward)(lfs_backend *be, int rows, int cols, float eps, float *y,
+                               float *norms, const float *x) {
   (void)be;
   for (int r = 0; r < rows; r++) {
     const float *xr = x + (size_t)r * cols;
@@ -113,8 +112,8 @@ void lfs_cpu_l2norm_forward(lfs_backend *be, int rows, int cols, float eps, floa
 }
 
 /* For |x| > eps: dx = (dy - y * <y, dy>) / |x|; below eps the map is x / eps. */
-void lfs_cpu_l2norm_backward(lfs_backend *be, int rows, int cols, float eps, float *dx,
-                             const float *dy, const float *y, const float *norms) {
+void LFS_CPU_K(l2norm_backward)(lfs_backend *be, int rows, int cols, float eps, float *dx,
+                                const float *dy, const float *y, const float *norms) {
   (void)be;
   for (int r = 0; r < rows; r++) {
     const float *g = dy + (size_t)r * cols, *yr = y + (size_t)r * cols;

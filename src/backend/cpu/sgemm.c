@@ -14,6 +14,7 @@
  * what lets a batch split over MPI ranks or OpenMP threads reproduce the whole
  * batch's numbers. */
 #include <pthread.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -246,6 +247,58 @@ void lfs_gemm_pack_matrix(const void *ctx, float *pb, int nr, int p0, int kc, in
     for (int j = cols; j < nr; j++)
       for (int p = 0; p < kc; p++) pb[(size_t)p * nr + j] = 0.0f;
   }
+}
+
+/* dst [kc][nr] = src[off[p] + idx[t]] (t < cols; zeros in columns [cols, nr)):
+ * the packing of an implicit B whose elements are scattered (convolution
+ * column matrices). AVX-512 gathers 16 elements per instruction; the result is
+ * the same data either way. */
+static void pack_gather_portable(float *dst, int nr, int kc, const float *src, const size_t *off,
+                                 const int32_t *idx, int cols) {
+  for (int p = 0; p < kc; p++, dst += nr) {
+    const float *row = src + off[p];
+    for (int t = 0; t < cols; t++) dst[t] = row[idx[t]];
+    for (int t = cols; t < nr; t++) dst[t] = 0.0f;
+  }
+}
+
+#ifdef LFS_SGEMM_X86
+__attribute__((target("avx512f"))) static void pack_gather_avx512(float *dst, int nr, int kc,
+                                                                  const float *src, const size_t *off,
+                                                                  const int32_t *idx, int cols) {
+  if (nr % 16) {
+    pack_gather_portable(dst, nr, kc, src, off, idx, cols);
+    return;
+  }
+  enum { max_vectors = 4 };
+  __m512i vidx[max_vectors];
+  __mmask16 mask[max_vectors];
+  const int vectors = nr / 16 < max_vectors ? nr / 16 : max_vectors;
+  for (int v = 0; v < vectors; v++) {
+    const int left = cols - 16 * v;
+    mask[v] = left >= 16 ? 0xffff : left <= 0 ? 0 : (__mmask16)((1u << left) - 1u);
+    vidx[v] = _mm512_maskz_loadu_epi32(mask[v], idx + 16 * v);
+  }
+  for (int p = 0; p < kc; p++, dst += nr) {
+    const float *row = src + off[p];
+    for (int v = 0; v < vectors; v++)
+      _mm512_storeu_ps(dst + 16 * v,
+                       _mm512_mask_i32gather_ps(_mm512_setzero_ps(), mask[v], vidx[v], row, 4));
+  }
+}
+#endif
+
+void lfs_cpu_pack_gather(float *dst, int nr, int kc, const float *src, const size_t *off,
+                         const int32_t *idx, int cols) {
+#ifdef LFS_SGEMM_X86
+  static int has_avx512 = -1;
+  if (has_avx512 < 0) has_avx512 = __builtin_cpu_supports("avx512f") != 0;
+  if (has_avx512 && nr <= 64) {
+    pack_gather_avx512(dst, nr, kc, src, off, idx, cols);
+    return;
+  }
+#endif
+  pack_gather_portable(dst, nr, kc, src, off, idx, cols);
 }
 
 /* C block [mc, nc] from packed panels. */
