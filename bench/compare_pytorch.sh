@@ -42,4 +42,5 @@ for c in $CASES; do
       'BEGIN { printf "%-6s %5d %6d %8d %14.1f %14.1f %7.2f\n", m, s, b, t, o, p, o / p }'
   done
 done
-echo "lfsearch: $("$LFS_BUILD/lfsearch" info | sed -n 's/^  GEMM *: //p'); PyTorch $($PY -c 'import torch; print(torch.__version__)')"
+echo "lfsearch: $("$LFS_BUILD/lfsearch" info | sed -n 's/^  GEMM *: //p'), $("$LFS_BUILD/lfsearch" info |
+  sed -n 's/^  CPU kernels *: //p') kernels; PyTorch $($PY -c 'import torch; print(torch.__version__)')"
