@@ -10,6 +10,7 @@
 #include <mpi.h>
 #include <stdint.h>
 
+#include "lfs/checkpoint.h"
 #include "lfs/config.h"
 #include "lfs/eval.h"
 #include "lfs/graph.h"
@@ -56,6 +57,25 @@ double lfs_trainer_step(lfs_trainer *t, const float *x, const int32_t *labels,
  * Collective. */
 int lfs_trainer_verify(lfs_trainer *t, const char *path, lfs_verify_result *out, char *name,
                        size_t namelen, char *err, size_t errlen);
+
+/* The whole training state as one float buffer of lfs_trainer_state_floats
+ * floats: parameters and BN buffers [params.count], momentum [trainable_count],
+ * head weight and its momentum [K * D each]. The step count travels apart. */
+size_t lfs_trainer_state_floats(const lfs_trainer *t);
+void lfs_trainer_state_pack(const lfs_trainer *t, float *buf);
+void lfs_trainer_state_unpack(lfs_trainer *t, const float *buf);
+/* Every rank of comm takes root's state, step included (collective over comm;
+ * the search hands the winning candidate to all). */
+void lfs_trainer_broadcast_state(lfs_trainer *t, int root, MPI_Comm comm);
+
+/* The state as checkpoint groups <prefix>model, <prefix>optim, <prefix>head and
+ * the attribute optimizer_steps (= step) of the group prefix names; prefix is ""
+ * (the root) or ends in '/' ("candidates/2/"). packed (from lfs_trainer_state_pack,
+ * possibly another candidate's: same model) or NULL for t's own state. */
+int lfs_trainer_write_state(const lfs_trainer *t, lfs_ckpt *h, const char *prefix,
+                            const float *packed, int64_t step, char *err, size_t errlen);
+int lfs_trainer_read_state(lfs_trainer *t, lfs_ckpt *h, const char *prefix, char *err,
+                           size_t errlen);
 
 /* Checkpoints: model, momentum, head weight and momentum, step. Writing is done by
  * rank 0 and followed by a barrier; reading by every rank. */

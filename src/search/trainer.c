@@ -252,11 +252,89 @@ int lfs_trainer_verify(lfs_trainer *t, const char *path, lfs_verify_result *out,
   return rc;
 }
 
-static int write_head(lfs_ckpt *h, const lfs_trainer *t, char *err, size_t errlen) {
+size_t lfs_trainer_state_floats(const lfs_trainer *t) {
+  return t->g.params.count + t->g.params.trainable_count + 2 * (size_t)t->K * t->D;
+}
+
+void lfs_trainer_state_pack(const lfs_trainer *t, float *buf) {
+  const lfs_params *p = &t->g.params;
+  const size_t head = (size_t)t->K * t->D;
+  memcpy(buf, p->data, sizeof(float) * p->count);
+  memcpy(buf + p->count, t->opt.velocity, sizeof(float) * p->trainable_count);
+  memcpy(buf + p->count + p->trainable_count, t->w, sizeof(float) * head);
+  memcpy(buf + p->count + p->trainable_count + head, t->vw, sizeof(float) * head);
+}
+
+void lfs_trainer_state_unpack(lfs_trainer *t, const float *buf) {
+  const lfs_params *p = &t->g.params;
+  const size_t head = (size_t)t->K * t->D;
+  memcpy(p->data, buf, sizeof(float) * p->count);
+  memcpy(t->opt.velocity, buf + p->count, sizeof(float) * p->trainable_count);
+  memcpy(t->w, buf + p->count + p->trainable_count, sizeof(float) * head);
+  memcpy(t->vw, buf + p->count + p->trainable_count + head, sizeof(float) * head);
+}
+
+void lfs_trainer_broadcast_state(lfs_trainer *t, int root, MPI_Comm comm) {
+  const lfs_params *p = &t->g.params;
+  const size_t head = (size_t)t->K * t->D;
+  lfs_broadcast(p->data, p->count, root, comm);
+  lfs_broadcast(t->opt.velocity, p->trainable_count, root, comm);
+  lfs_broadcast(t->w, head, root, comm);
+  lfs_broadcast(t->vw, head, root, comm);
+  LFS_MPI_CHECK(MPI_Bcast(&t->step, 1, MPI_INT64_T, root, comm));
+}
+
+/* "<prefix><name>": prefix is "" or ends in '/'. */
+static const char *prefixed(char *buf, size_t len, const char *prefix, const char *name) {
+  snprintf(buf, len, "%s%s", prefix, name);
+  return buf;
+}
+
+int lfs_trainer_write_state(const lfs_trainer *t, lfs_ckpt *h, const char *prefix,
+                            const float *packed, int64_t step, char *err, size_t errlen) {
+  const lfs_params *p = &t->g.params;
+  const size_t head = (size_t)t->K * t->D;
+  const float *data = packed ? packed : p->data;
+  const float *velocity = packed ? packed + p->count : t->opt.velocity;
+  const float *w = packed ? packed + p->count + p->trainable_count : t->w;
+  const float *vw = packed ? w + head : t->vw;
   const int64_t dims[2] = {t->K, t->D};
-  return lfs_ckpt_write_array(h, "head/weight", LFS_CKPT_F32, 2, dims, t->w, err, errlen) ||
-         lfs_ckpt_write_array(h, "head/momentum", LFS_CKPT_F32, 2, dims, t->vw, err, errlen) ||
-         lfs_ckpt_set_int(h, "", "optimizer_steps", t->step, err, errlen);
+  char name[256], group[256];
+  snprintf(group, sizeof group, "%s", prefix);
+  if (group[0]) group[strlen(group) - 1] = '\0'; /* the attribute's group: prefix without '/' */
+  return lfs_ckpt_write_params(h, prefixed(name, sizeof name, prefix, "model"), p, data,
+                               LFS_CKPT_VIEWS_ALL, err, errlen) ||
+         lfs_ckpt_write_params(h, prefixed(name, sizeof name, prefix, "optim"), p, velocity,
+                               LFS_CKPT_VIEWS_TRAINABLE, err, errlen) ||
+         lfs_ckpt_write_array(h, prefixed(name, sizeof name, prefix, "head/weight"), LFS_CKPT_F32, 2,
+                              dims, w, err, errlen) ||
+         lfs_ckpt_write_array(h, prefixed(name, sizeof name, prefix, "head/momentum"), LFS_CKPT_F32,
+                              2, dims, vw, err, errlen) ||
+         lfs_ckpt_set_int(h, group, "optimizer_steps", step, err, errlen)
+             ? -1
+             : 0;
+}
+
+int lfs_trainer_read_state(lfs_trainer *t, lfs_ckpt *h, const char *prefix, char *err,
+                           size_t errlen) {
+  const int64_t dims[2] = {t->K, t->D};
+  char name[256], group[256];
+  snprintf(group, sizeof group, "%s", prefix);
+  if (group[0]) group[strlen(group) - 1] = '\0';
+  int64_t steps = 0;
+  const int rc =
+      lfs_ckpt_read_params(h, prefixed(name, sizeof name, prefix, "model"), &t->g.params,
+                           t->g.params.data, LFS_CKPT_VIEWS_ALL, err, errlen) ||
+      lfs_ckpt_read_params(h, prefixed(name, sizeof name, prefix, "optim"), &t->g.params,
+                           t->opt.velocity, LFS_CKPT_VIEWS_TRAINABLE, err, errlen) ||
+      lfs_ckpt_read_array(h, prefixed(name, sizeof name, prefix, "head/weight"), LFS_CKPT_F32, 2,
+                          dims, t->w, err, errlen) ||
+      lfs_ckpt_read_array(h, prefixed(name, sizeof name, prefix, "head/momentum"), LFS_CKPT_F32, 2,
+                          dims, t->vw, err, errlen) ||
+      lfs_ckpt_get_int(h, group, "optimizer_steps", &steps, err, errlen);
+  if (rc) return -1;
+  t->step = steps;
+  return 0;
 }
 
 int lfs_trainer_save(lfs_trainer *t, const char *path, int64_t epoch, int64_t step,
@@ -266,11 +344,7 @@ int lfs_trainer_save(lfs_trainer *t, const char *path, int64_t epoch, int64_t st
     const lfs_ckpt_meta meta = {.epoch = epoch, .step = step, .world_size = t->ranks,
                                 .config = config_text, .write_created = 1};
     lfs_ckpt *h = lfs_ckpt_create(path, &meta, err, errlen);
-    if (!h ||
-        lfs_ckpt_write_params(h, "model", &t->g.params, t->g.params.data, LFS_CKPT_VIEWS_ALL, err, errlen) ||
-        lfs_ckpt_write_params(h, "optim", &t->g.params, t->opt.velocity, LFS_CKPT_VIEWS_TRAINABLE,
-                              err, errlen) ||
-        write_head(h, t, err, errlen)) {
+    if (!h || lfs_trainer_write_state(t, h, "", NULL, t->step, err, errlen)) {
       lfs_ckpt_close(h);
       rc = -1;
     } else {
@@ -285,16 +359,7 @@ int lfs_trainer_save(lfs_trainer *t, const char *path, int64_t epoch, int64_t st
 int lfs_trainer_load(lfs_trainer *t, const char *path, char *err, size_t errlen) {
   lfs_ckpt *h = lfs_ckpt_open(path, err, errlen);
   if (!h) return -1;
-  const int64_t dims[2] = {t->K, t->D};
-  int64_t steps = 0;
-  int rc = lfs_ckpt_read_params(h, "model", &t->g.params, t->g.params.data, LFS_CKPT_VIEWS_ALL, err,
-                                errlen) ||
-           lfs_ckpt_read_params(h, "optim", &t->g.params, t->opt.velocity, LFS_CKPT_VIEWS_TRAINABLE,
-                                err, errlen) ||
-           lfs_ckpt_read_array(h, "head/weight", LFS_CKPT_F32, 2, dims, t->w, err, errlen) ||
-           lfs_ckpt_read_array(h, "head/momentum", LFS_CKPT_F32, 2, dims, t->vw, err, errlen) ||
-           lfs_ckpt_get_int(h, "", "optimizer_steps", &steps, err, errlen);
+  const int rc = lfs_trainer_read_state(t, h, "", err, errlen);
   lfs_ckpt_close(h);
-  if (rc == 0) t->step = steps;
-  return rc ? -1 : 0;
+  return rc;
 }

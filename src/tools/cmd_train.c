@@ -3,13 +3,11 @@
  * configured pair sets, a checkpoint and a run-log row. SIGUSR1/SIGTERM write a
  * mid-epoch checkpoint and exit 3; `--resume auto` continues from the newest
  * complete checkpoint (exactly: the data order is a function of (epoch, step)). */
-#include <errno.h>
 #include <math.h>
 #include <mpi.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 
 #include "lfs/checkpoint.h"
 #include "lfs/dataset.h"
@@ -20,6 +18,7 @@
 #include "lfs/timer.h"
 #include "lfs/trainer.h"
 #include "tools/commands.h"
+#include "tools/run_common.h"
 
 typedef struct {
   lfs_config *cfg;
@@ -41,25 +40,6 @@ static void usage(void) {
            "  SIGUSR1/SIGTERM: checkpoint at the next step and exit 3; --resume auto continues.");
 }
 
-static void make_dir(const char *dir) {
-  char path[1024];
-  snprintf(path, sizeof path, "%s", dir);
-  for (char *p = path + 1; *p; p++)
-    if (*p == '/') {
-      *p = '\0';
-      mkdir(path, 0777);
-      *p = '/';
-    }
-  if (mkdir(path, 0777) != 0 && errno != EEXIST) lfs_user_error_local("cannot create %s: %m", path);
-}
-
-static void join(char *out, size_t len, const char *dir, const char *name) {
-  if (name[0] == '/')
-    snprintf(out, len, "%s", name);
-  else
-    snprintf(out, len, "%s/%s", dir, name);
-}
-
 static void parse(train_run *r, int argc, char **argv) {
   memset(r, 0, sizeof *r);
   for (int i = 1; i < argc; i++)
@@ -76,11 +56,9 @@ static void parse(train_run *r, int argc, char **argv) {
   }
   lfs_cli_no_extra("train", kept, argv);
   const lfs_config *c = r->cfg;
-  if (!lfs_config_string(c, "data.train")[0])
-    lfs_user_error("[data] train is not set: the training dataset (e.g. from `lfsearch synth`)");
   const char *out = lfs_config_string(c, "run.out_dir");
-  join(r->ckpt_dir, sizeof r->ckpt_dir, out, lfs_config_string(c, "checkpoint.dir"));
-  join(r->runlog_path, sizeof r->runlog_path, out, "run.h5");
+  lfs_run_join(r->ckpt_dir, sizeof r->ckpt_dir, out, lfs_config_string(c, "checkpoint.dir"));
+  lfs_run_join(r->runlog_path, sizeof r->runlog_path, out, "run.h5");
   const char *keys[2] = {"data.val_pairs", "data.test_pairs"}, *metric[2] = {"val_acc", "test_acc"};
   for (int k = 0; k < 2; k++)
     if (lfs_config_string(c, keys[k])[0]) {
@@ -94,44 +72,17 @@ static void parse(train_run *r, int argc, char **argv) {
   r->config_text = lfs_config_dump(c);
 }
 
-static int32_t dataset_classes(const char *path, int *size, int64_t *count) {
-  char err[1024];
-  lfs_dataset *ds = lfs_dataset_open(path, err, sizeof err);
-  if (!ds) lfs_user_error("[data] train: %s", err);
-  const int32_t k = lfs_dataset_classes(ds);
-  *size = lfs_dataset_height(ds);
-  *count = lfs_dataset_count(ds);
-  lfs_dataset_close(ds);
-  return k;
-}
-
-static void close_loader(void *l) { lfs_loader_close(l); }
-
-static int any_rank(int mine) {
-  int any = 0;
-  LFS_MPI_CHECK(MPI_Allreduce(&mine, &any, 1, MPI_INT, MPI_MAX, MPI_COMM_WORLD));
-  return any;
-}
-
 /* Loads --resume; returns the (epoch, step) to continue from. */
 static void resume_from(train_run *r, lfs_trainer *t, int64_t *epoch, int64_t *step) {
   *epoch = 0, *step = 0;
-  if (!r->resume) return;
-  char err[1024], *path = NULL;
-  if (!strcmp(r->resume, "auto")) {
-    if (lfs_ckpt_newest(r->ckpt_dir, &path, err, sizeof err) < 0) lfs_user_error("--resume: %s", err);
-    if (!path) {
-      lfs_info("--resume auto: no checkpoint in %s, starting from scratch", r->ckpt_dir);
-      return;
-    }
-  } else {
-    path = strdup(r->resume);
-  }
+  char err[1024], *path = lfs_run_resume_path(r->resume, r->ckpt_dir);
+  if (!path) return;
   lfs_ckpt *h = lfs_ckpt_open(path, err, sizeof err);
   if (!h) lfs_user_error("--resume: %s", err);
   *epoch = lfs_ckpt_info(h)->epoch, *step = lfs_ckpt_info(h)->step;
   lfs_ckpt_close(h);
-  if (any_rank(lfs_trainer_load(t, path, err, sizeof err) != 0)) lfs_user_error("--resume: %s", err);
+  if (lfs_run_any_rank(lfs_trainer_load(t, path, err, sizeof err) != 0))
+    lfs_user_error("--resume: %s", err);
   lfs_info("resumed from %s at epoch %lld, step %lld", path, (long long)*epoch, (long long)*step);
   r->resumed = 1;
   free(path);
@@ -148,36 +99,15 @@ static void checkpoint(train_run *r, lfs_trainer *t, int64_t epoch, int64_t step
 
 /* Verification on each pair set: prints a line per set; returns the first set's accuracy. */
 static double verify_all(train_run *r, lfs_trainer *t, int64_t epoch, double *metrics) {
-  char err[1024], name[128], line[LFS_VERIFY_FORMAT_MAX + 128];
-  for (int k = 0; k < r->npairs; k++) {
-    lfs_verify_result res;
-    if (lfs_trainer_verify(t, r->pairs[k], &res, name, sizeof name, err, sizeof err) != 0)
-      lfs_user_error("verification: %s", err);
-    lfs_verify_format_line(line, sizeof line, name, &res);
-    lfs_info("epoch %lld  %s", (long long)epoch, line);
-    metrics[k] = res.acc_mean;
-  }
+  char label[64];
+  snprintf(label, sizeof label, "epoch %lld", (long long)epoch);
+  for (int k = 0; k < r->npairs; k++) metrics[k] = lfs_run_verify(t, r->pairs[k], label);
   return r->npairs ? metrics[0] : NAN;
-}
-
-typedef struct {
-  double loss_sum, start, images;
-  int64_t steps;
-} epoch_meter;
-
-static void progress(const train_run *r, const lfs_trainer *t, int64_t epoch, int64_t step,
-                     int64_t steps, double loss, const epoch_meter *m) {
-  const double elapsed = lfs_now() - m->start, rate = m->images / (elapsed > 0 ? elapsed : 1e-9);
-  const double left = (double)(steps - step) * t->global_batch / (rate > 0 ? rate : 1) +
-                      (double)(r->epochs - epoch - 1) * steps * t->global_batch / (rate > 0 ? rate : 1);
-  lfs_info("epoch %lld/%lld  step %lld/%lld  loss %.4f  lr %.4g  %.1f img/s  ETA %.0fs",
-           (long long)epoch + 1, (long long)r->epochs, (long long)step, (long long)steps, loss, t->lr,
-           rate, left);
 }
 
 /* One epoch from `step`; returns 0, or LFS_EXIT_SIGNAL after a stop checkpoint. */
 static int run_epoch(train_run *r, lfs_trainer *t, lfs_loader *l, int64_t epoch, int64_t step,
-                     int64_t *total_steps, epoch_meter *m) {
+                     int64_t *total_steps, lfs_epoch_meter *m) {
   const int64_t steps = lfs_loader_steps_per_epoch(l);
   const int S = t->image_size;
   float *x = lfs_alloc_floats((size_t)t->local_batch * 3 * S * S);
@@ -186,7 +116,7 @@ static int run_epoch(train_run *r, lfs_trainer *t, lfs_loader *l, int64_t epoch,
   int rc = 0;
   lfs_loader_seek(l, epoch, step);
   for (; step < steps; step++) {
-    if (any_rank(lfs_signal_pending() != 0)) {
+    if (lfs_run_any_rank(lfs_signal_pending() != 0)) {
       lfs_info("stop signal: writing a checkpoint at epoch %lld, step %lld", (long long)epoch,
                (long long)step);
       checkpoint(r, t, epoch, step);
@@ -194,14 +124,15 @@ static int run_epoch(train_run *r, lfs_trainer *t, lfs_loader *l, int64_t epoch,
       break;
     }
     if (r->max_steps && *total_steps >= r->max_steps) break;
-    if (any_rank(lfs_loader_next(l, x, labels, NULL, NULL, NULL, err, sizeof err) != 0))
+    if (lfs_run_any_rank(lfs_loader_next(l, x, labels, NULL, NULL, NULL, err, sizeof err) != 0))
       lfs_user_error_local("[data] train: %s", err);
     const double loss = lfs_trainer_step(t, x, labels, NULL);
     if (!isfinite(loss))
       lfs_user_error("the loss diverged (%g) at epoch %lld, step %lld: lower [optim] lr or check the data",
                      loss, (long long)epoch, (long long)step);
     m->loss_sum += loss, m->steps++, m->images += t->global_batch, (*total_steps)++;
-    if ((step + 1) % r->log_every == 0 || step + 1 == steps) progress(r, t, epoch, step + 1, steps, loss, m);
+    if ((step + 1) % r->log_every == 0 || step + 1 == steps)
+      lfs_run_progress(NULL, epoch, r->epochs, step + 1, steps, loss, t->lr, t->global_batch, m);
   }
   free(x), free(labels);
   return rc;
@@ -218,7 +149,7 @@ static lfs_runlog *open_runlog(train_run *r, int64_t epoch) {
 }
 
 static void log_epoch(train_run *r, lfs_runlog *log, const lfs_trainer *t, int64_t epoch,
-                      const epoch_meter *m, double reward, const double *metrics) {
+                      const lfs_epoch_meter *m, double reward, const double *metrics) {
   const double loss = m->steps ? m->loss_sum / m->steps : NAN, chosen_reward = reward;
   const double wall = lfs_now() - m->start;
   const lfs_runlog_row row = {.epoch = epoch, .reward = &chosen_reward, .loss = &loss, .chosen = 0,
@@ -236,29 +167,16 @@ int lfs_cmd_train(int argc, char **argv) {
   lfs_set_threads((int)lfs_config_int(r.cfg, "run.threads"));
   int size = 0;
   int64_t images = 0;
-  const int32_t classes = dataset_classes(lfs_config_string(r.cfg, "data.train"), &size, &images);
-  if (size != lfs_config_int(r.cfg, "data.image_size"))
-    lfs_user_error("[data] train has %dx%d images but [data] image_size = %lld", size, size,
-                   (long long)lfs_config_int(r.cfg, "data.image_size"));
+  const int32_t classes = lfs_run_training_set(r.cfg, &size, &images);
   char err[1024];
   const int global_batch = (int)lfs_config_int(r.cfg, "data.batch_size");
-  if (images < global_batch)
-    lfs_user_error("[data] train has %lld images, fewer than [data] batch_size = %d",
-                   (long long)images, global_batch);
   /* the loader drops each epoch's last partial batch */
   lfs_trainer t;
-  if (any_rank(lfs_trainer_init(&t, r.cfg, classes, images / global_batch, MPI_COMM_WORLD, err,
-                                sizeof err) != 0))
+  if (lfs_run_any_rank(lfs_trainer_init(&t, r.cfg, classes, images / global_batch, MPI_COMM_WORLD,
+                                        err, sizeof err) != 0))
     lfs_user_error("%s", err);
-  const lfs_loader_cfg lc = {.path = lfs_config_string(r.cfg, "data.train"),
-                             .global_batch = global_batch, .rank = lfs_world_rank(),
-                             .ranks = lfs_world_size(),
-                             .seed = (uint64_t)lfs_config_int(r.cfg, "run.seed"),
-                             .flip = lfs_config_bool(r.cfg, "data.flip"), .prefetch = 2};
-  lfs_loader *l = lfs_loader_open(&lc, err, sizeof err);
-  if (any_rank(!l)) lfs_user_error("[data] train: %s", l ? "another rank could not open it" : err);
-  lfs_on_user_exit(close_loader, l); /* its prefetch thread must stop before HDF5 goes */
-  if (lfs_world_rank() == 0) make_dir(r.ckpt_dir);
+  lfs_loader *l = lfs_run_open_loader(r.cfg, lfs_world_rank(), lfs_world_size());
+  if (lfs_world_rank() == 0) lfs_run_make_dir(r.ckpt_dir);
   MPI_Barrier(MPI_COMM_WORLD);
   int64_t epoch, step, total = 0;
   resume_from(&r, &t, &epoch, &step);
@@ -270,7 +188,7 @@ int lfs_cmd_train(int argc, char **argv) {
   lfs_runlog *log = lfs_world_rank() == 0 ? open_runlog(&r, epoch) : NULL;
   int rc = 0;
   for (; epoch < r.epochs && rc == 0; epoch++, step = 0) {
-    epoch_meter m = {.start = lfs_now()};
+    lfs_epoch_meter m = {.start = lfs_now()};
     rc = run_epoch(&r, &t, l, epoch, step, &total, &m);
     if (rc) break;
     double metrics[2] = {NAN, NAN};
@@ -283,8 +201,7 @@ int lfs_cmd_train(int argc, char **argv) {
     }
   }
   if (log) lfs_runlog_close(log);
-  lfs_on_user_exit_remove(close_loader, l);
-  lfs_loader_close(l);
+  lfs_run_close_loader(l);
   lfs_trainer_free(&t);
   free(r.config_text);
   lfs_config_free(r.cfg);
