@@ -45,8 +45,11 @@ typedef struct {
 void lfs_policy_init(lfs_policy *p, int dim, const double *mu0, double sigma0, double lr,
                      int learn_sigma);
 
-/* u [dim] of candidate `candidate` in epoch `epoch`. */
+/* u [dim] of candidate `candidate` in epoch `epoch`: draw 0 of lfs_policy_draw. */
 void lfs_policy_sample(const lfs_policy *p, uint64_t seed, int64_t epoch, int candidate, double *u);
+/* Draw `draw` of that stream (random_softmax draws a fresh u every step). */
+void lfs_policy_draw(const lfs_policy *p, uint64_t seed, int64_t epoch, int candidate,
+                     int64_t draw, double *u);
 
 /* The winner: the largest reward, the lowest index on ties; -1 if every reward
  * is -inf or NaN. */

@@ -16,10 +16,16 @@ void lfs_policy_init(lfs_policy *p, int dim, const double *mu0, double sigma0, d
   for (int j = 0; j < dim; j++) p->mu[j] = mu0[j], p->sigma[j] = sigma0;
 }
 
+void lfs_policy_draw(const lfs_policy *p, uint64_t seed, int64_t epoch, int candidate,
+                     int64_t draw, double *u) {
+  const lfs_rng r = lfs_rng_make(seed, LFS_RNG_POLICY, (uint32_t)epoch, (uint32_t)candidate);
+  for (int j = 0; j < p->dim; j++)
+    u[j] = p->mu[j] + p->sigma[j] * lfs_rng_normal(&r, (uint64_t)draw * p->dim + j);
+}
+
 void lfs_policy_sample(const lfs_policy *p, uint64_t seed, int64_t epoch, int candidate,
                        double *u) {
-  const lfs_rng r = lfs_rng_make(seed, LFS_RNG_POLICY, (uint32_t)epoch, (uint32_t)candidate);
-  for (int j = 0; j < p->dim; j++) u[j] = p->mu[j] + p->sigma[j] * lfs_rng_normal(&r, (uint64_t)j);
+  lfs_policy_draw(p, seed, epoch, candidate, 0, u);
 }
 
 int lfs_policy_best(int m, const double *reward) {

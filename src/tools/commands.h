@@ -11,6 +11,7 @@ int lfs_cmd_demo(int argc, char **argv);
 int lfs_cmd_synth(int argc, char **argv);
 int lfs_cmd_pack(int argc, char **argv);
 int lfs_cmd_train(int argc, char **argv);
+int lfs_cmd_search(int argc, char **argv);
 int lfs_cmd_eval(int argc, char **argv);
 
 /* `lfsearch bench --train MODEL`: images/s of whole training steps. */

@@ -22,6 +22,8 @@ static const command commands[] = {
     {"synth", lfs_cmd_synth, "generate the synthetic-face dataset and its validation/test pair sets"},
     {"pack", lfs_cmd_pack, "convert insightface rec/idx, .bin pair sets or image folders to HDF5"},
     {"train", lfs_cmd_train, "train one fixed margin loss, data parallel over the MPI ranks"},
+    {"search", lfs_cmd_search,
+     "search the loss function: M candidate groups, a reward-guided Gaussian policy"},
     {"eval", lfs_cmd_eval, "verification accuracy of a checkpoint on pair sets"},
     {"info", lfs_cmd_info,
      "describe a dataset, pair set or this build and its accelerators (--devices)"},

@@ -87,7 +87,7 @@ static void test_defaults(void **state) {
   assert_string_equal(lfs_config_string(cfg, "search.space"), "search_softmax");
   assert_int_equal(lfs_config_int(cfg, "search.candidates"), 4);
   assert_int_equal(lfs_config_int(cfg, "search.warmup_epochs"), 2);
-  assert_true(lfs_config_real(cfg, "search.sigma") == 0.2);
+  assert_true(lfs_config_real(cfg, "search.sigma") == 0.0); /* the space's default */
   assert_true(lfs_config_real(cfg, "optim.lr") == 0.1);
   assert_true(lfs_config_real(cfg, "optim.weight_decay") == 5e-4);
   assert_string_equal(lfs_config_string(cfg, "optim.milestones"), "8,14,18");
@@ -302,8 +302,8 @@ static void test_set_errors(void **state) {
   char err[ERRLEN];
   assert_int_equal(lfs_config_set(cfg, "optim.lrr=0.1", err, sizeof err), -1);
   assert_has(err, "--set optim.lrr=0.1: unknown key \"lrr\" in [optim] (known: lr, momentum");
-  assert_int_equal(lfs_config_set(cfg, "search.sigma=0", err, sizeof err), -1);
-  assert_has(err, "[search] sigma = 0 out of range (0, 100]");
+  assert_int_equal(lfs_config_set(cfg, "search.sigma=-1", err, sizeof err), -1);
+  assert_has(err, "[search] sigma = -1 out of range [0, 100]");
   /* A failed --set leaves the old value. */
   assert_true(lfs_config_real(cfg, "optim.lr") == 0.1);
   lfs_config_free(cfg);
