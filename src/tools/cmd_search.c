@@ -311,6 +311,16 @@ static int resume_from(search_run *r, lfs_trainer *t, int64_t *epoch, int64_t *s
 
 /* ---- one epoch ------------------------------------------------------------------ */
 
+/* LFS_TEST_DIVERGE="C:E" makes candidate C's loss non-finite at the first step
+ * of epoch E (1-based), as if it had diverged: the tests' way to reach the
+ * divergence handling deterministically. */
+static int forced_divergence(const search_run *r, int64_t epoch) {
+  const char *spec = getenv("LFS_TEST_DIVERGE");
+  int c = -1;
+  long long e = -1;
+  return spec && sscanf(spec, "%d:%lld", &c, &e) == 2 && c == r->cand && e == epoch + 1;
+}
+
 /* Trains candidate r->cand from `step`; returns LFS_EXIT_SIGNAL after a stop
  * checkpoint, else 0. Diverged candidates keep stepping through the signal
  * checks (every rank takes part in them) without training. */
@@ -340,7 +350,8 @@ static int train_epoch(search_run *r, lfs_trainer *t, lfs_loader *l, int64_t epo
       point(r, epoch, step, u);
       use_point(r, t, u);
     }
-    const double loss = lfs_trainer_step(t, x, labels, NULL);
+    const double loss =
+        forced_divergence(r, epoch) ? NAN : lfs_trainer_step(t, x, labels, NULL);
     if (!isfinite(loss)) {
       ce->diverged = 1;
       lfs_warn("candidate %d diverged (loss %g) at epoch %lld, step %lld: reward -inf", r->cand,
@@ -354,6 +365,32 @@ static int train_epoch(search_run *r, lfs_trainer *t, lfs_loader *l, int64_t epo
   }
   free(x), free(labels);
   return rc;
+}
+
+/* A checksum of the whole training state (its bytes as 64-bit words, summed
+ * with wrap-around) and a check that every rank holds the same one: after the
+ * winner's state is broadcast, any difference is an internal fault. */
+static uint64_t state_checksum(const lfs_trainer *t) {
+  const size_t n = lfs_trainer_state_floats(t);
+  float *buf = lfs_alloc_floats(n);
+  lfs_trainer_state_pack(t, buf);
+  uint64_t sum = (uint64_t)t->step;
+  for (size_t i = 0; i < n; i++) {
+    uint32_t bits;
+    memcpy(&bits, buf + i, sizeof bits);
+    sum = sum * 1000003u + bits;
+  }
+  free(buf);
+  return sum;
+}
+
+static uint64_t check_same_state(const lfs_trainer *t) {
+  const uint64_t mine = state_checksum(t);
+  uint64_t lo = 0, hi = 0;
+  LFS_MPI_CHECK(MPI_Allreduce(&mine, &lo, 1, MPI_UINT64_T, MPI_MIN, MPI_COMM_WORLD));
+  LFS_MPI_CHECK(MPI_Allreduce(&mine, &hi, 1, MPI_UINT64_T, MPI_MAX, MPI_COMM_WORLD));
+  if (lo != hi) lfs_fatal("after the winner's broadcast the ranks hold different states");
+  return mine;
 }
 
 /* Every candidate's report, on every rank. */
@@ -436,10 +473,12 @@ static void finish_epoch(search_run *r, lfs_trainer *t, lfs_runlog *log, int64_t
   if (epoch >= r->warmup && lfs_space_learns(&r->space))
     lfs_policy_update(&r->policy, r->M, u, reward, NULL);
   lfs_trainer_broadcast_state(t, best * r->G, MPI_COMM_WORLD);
+  const uint64_t checksum = check_same_state(t);
   checkpoint(r, t, epoch + 1, 0, NULL);
   const double wall = lfs_now() - m->start, rate = m->images * r->M / (wall > 0 ? wall : 1e-9);
   if (log) log_epoch(r, log, t, epoch, rep, best, &drawn_from, wall, rate);
   print_epoch(r, epoch, rep, best, &drawn_from, wall, rate);
+  lfs_info("  state %016llx on all %d ranks", (unsigned long long)checksum, lfs_world_size());
   free(rep), free(reward), free(u);
 }
 
