@@ -79,23 +79,8 @@ static void usage(void) {
 
 static void parse(search_run *r, int argc, char **argv) {
   memset(r, 0, sizeof *r);
-  for (int i = 1; i < argc; i++)
-    if (!strcmp(argv[i], "-h") || !strcmp(argv[i], "--help")) usage(), exit(0);
-  r->cfg = lfs_cli_config(&argc, argv);
-  int kept = 1;
-  for (int i = 1; i < argc; i++) {
-    if (!strcmp(argv[i], "--resume")) {
-      if (i + 1 >= argc) lfs_user_error("--resume needs auto or a checkpoint file");
-      r->resume = argv[++i];
-    } else {
-      argv[kept++] = argv[i];
-    }
-  }
-  lfs_cli_no_extra("search", kept, argv);
+  r->cfg = lfs_run_parse("search", usage, argc, argv, &r->resume, r->ckpt_dir, r->runlog_path);
   const lfs_config *c = r->cfg;
-  const char *out = lfs_config_string(c, "run.out_dir");
-  lfs_run_join(r->ckpt_dir, sizeof r->ckpt_dir, out, lfs_config_string(c, "checkpoint.dir"));
-  lfs_run_join(r->runlog_path, sizeof r->runlog_path, out, "run.h5");
   r->reward_pairs = lfs_config_string(c, "data.val_pairs");
   if (!r->reward_pairs[0])
     lfs_user_error("[data] val_pairs is not set: the search's reward is verification on held-out"
@@ -159,18 +144,28 @@ static void use_point(const search_run *r, lfs_trainer *t, const double *u) {
 
 /* ---- checkpoints ---------------------------------------------------------------- */
 
-static int write_policy(const search_run *r, lfs_ckpt *h, char *err, size_t errlen) {
-  const lfs_policy *p = &r->policy;
-  const int64_t d = p->dim;
-  return lfs_ckpt_write_array(h, "policy/mu", LFS_CKPT_F64, 1, &d, p->mu, err, errlen) ||
-                 lfs_ckpt_write_array(h, "policy/sigma", LFS_CKPT_F64, 1, &d, p->sigma, err, errlen) ||
-                 lfs_ckpt_write_array(h, "policy/adam_m_mu", LFS_CKPT_F64, 1, &d, p->m_mu, err, errlen) ||
-                 lfs_ckpt_write_array(h, "policy/adam_v_mu", LFS_CKPT_F64, 1, &d, p->v_mu, err, errlen) ||
-                 lfs_ckpt_write_array(h, "policy/adam_m_sigma", LFS_CKPT_F64, 1, &d, p->m_sigma, err,
-                                      errlen) ||
-                 lfs_ckpt_write_array(h, "policy/adam_v_sigma", LFS_CKPT_F64, 1, &d, p->v_sigma, err,
-                                      errlen) ||
-                 lfs_ckpt_set_int(h, "policy", "adam_steps", p->steps, err, errlen) ||
+/* The policy's arrays [d] as checkpoint names (policy/<name>). */
+typedef struct {
+  const char *name;
+  double *data;
+} policy_array;
+
+static int policy_arrays(lfs_policy *p, policy_array *out) {
+  const policy_array all[] = {{"policy/mu", p->mu},           {"policy/sigma", p->sigma},
+                              {"policy/adam_m_mu", p->m_mu},    {"policy/adam_v_mu", p->v_mu},
+                              {"policy/adam_m_sigma", p->m_sigma}, {"policy/adam_v_sigma", p->v_sigma}};
+  memcpy(out, all, sizeof all);
+  return (int)(sizeof all / sizeof all[0]);
+}
+
+static int write_policy(search_run *r, lfs_ckpt *h, char *err, size_t errlen) {
+  policy_array arrays[8];
+  const int n = policy_arrays(&r->policy, arrays);
+  const int64_t d = r->policy.dim;
+  for (int i = 0; i < n; i++)
+    if (lfs_ckpt_write_array(h, arrays[i].name, LFS_CKPT_F64, 1, &d, arrays[i].data, err, errlen))
+      return -1;
+  return lfs_ckpt_set_int(h, "policy", "adam_steps", r->policy.steps, err, errlen) ||
                  lfs_ckpt_set_text(h, "search", "space", lfs_space_name(r->space.kind), err, errlen) ||
                  lfs_ckpt_set_int(h, "search", "candidates", r->M, err, errlen) ||
                  lfs_ckpt_set_int(h, "search", "dim", d, err, errlen)
@@ -179,8 +174,7 @@ static int write_policy(const search_run *r, lfs_ckpt *h, char *err, size_t errl
 }
 
 static int read_policy(search_run *r, lfs_ckpt *h, char *err, size_t errlen) {
-  lfs_policy *p = &r->policy;
-  const int64_t d = p->dim;
+  const int64_t d = r->policy.dim;
   int64_t m = 0, dim = 0;
   char *space = lfs_ckpt_get_text(h, "search", "space", err, errlen);
   if (!space) return -1;
@@ -194,17 +188,12 @@ static int read_policy(search_run *r, lfs_ckpt *h, char *err, size_t errlen) {
                     "%s: a search of another space or candidate count (the configuration has %s, "
                     "M = %d, d = %lld)",
                     lfs_ckpt_file(h), lfs_space_name(r->space.kind), r->M, (long long)d);
-  return lfs_ckpt_read_array(h, "policy/mu", LFS_CKPT_F64, 1, &d, p->mu, err, errlen) ||
-                 lfs_ckpt_read_array(h, "policy/sigma", LFS_CKPT_F64, 1, &d, p->sigma, err, errlen) ||
-                 lfs_ckpt_read_array(h, "policy/adam_m_mu", LFS_CKPT_F64, 1, &d, p->m_mu, err, errlen) ||
-                 lfs_ckpt_read_array(h, "policy/adam_v_mu", LFS_CKPT_F64, 1, &d, p->v_mu, err, errlen) ||
-                 lfs_ckpt_read_array(h, "policy/adam_m_sigma", LFS_CKPT_F64, 1, &d, p->m_sigma, err,
-                                     errlen) ||
-                 lfs_ckpt_read_array(h, "policy/adam_v_sigma", LFS_CKPT_F64, 1, &d, p->v_sigma, err,
-                                     errlen) ||
-                 lfs_ckpt_get_int(h, "policy", "adam_steps", &p->steps, err, errlen)
-             ? -1
-             : 0;
+  policy_array arrays[8];
+  const int n = policy_arrays(&r->policy, arrays);
+  for (int i = 0; i < n; i++)
+    if (lfs_ckpt_read_array(h, arrays[i].name, LFS_CKPT_F64, 1, &d, arrays[i].data, err, errlen))
+      return -1;
+  return lfs_ckpt_get_int(h, "policy", "adam_steps", &r->policy.steps, err, errlen) ? -1 : 0;
 }
 
 /* Point-to-point transfer of a large float buffer in pieces MPI's int counts hold. */
@@ -225,7 +214,7 @@ static void recv_floats(float *buf, size_t n, int src) {
 /* Collective. After an epoch (step 0): the shared state at the root. Mid-epoch
  * (step > 0): each candidate's state and epoch progress under candidates/<i>/,
  * sent to rank 0 by the group leaders. */
-static void checkpoint(const search_run *r, const lfs_trainer *t, int64_t epoch, int64_t step,
+static void checkpoint(search_run *r, const lfs_trainer *t, int64_t epoch, int64_t step,
                        const cand_epoch *ce) {
   char err[1024], *path = lfs_ckpt_path(r->ckpt_dir, epoch, step);
   const int leader = t->rank == 0, world0 = lfs_world_rank() == 0;

@@ -42,23 +42,8 @@ static void usage(void) {
 
 static void parse(train_run *r, int argc, char **argv) {
   memset(r, 0, sizeof *r);
-  for (int i = 1; i < argc; i++)
-    if (!strcmp(argv[i], "-h") || !strcmp(argv[i], "--help")) usage(), exit(0);
-  r->cfg = lfs_cli_config(&argc, argv);
-  int kept = 1;
-  for (int i = 1; i < argc; i++) {
-    if (!strcmp(argv[i], "--resume")) {
-      if (i + 1 >= argc) lfs_user_error("--resume needs auto or a checkpoint file");
-      r->resume = argv[++i];
-    } else {
-      argv[kept++] = argv[i];
-    }
-  }
-  lfs_cli_no_extra("train", kept, argv);
+  r->cfg = lfs_run_parse("train", usage, argc, argv, &r->resume, r->ckpt_dir, r->runlog_path);
   const lfs_config *c = r->cfg;
-  const char *out = lfs_config_string(c, "run.out_dir");
-  lfs_run_join(r->ckpt_dir, sizeof r->ckpt_dir, out, lfs_config_string(c, "checkpoint.dir"));
-  lfs_run_join(r->runlog_path, sizeof r->runlog_path, out, "run.h5");
   const char *keys[2] = {"data.val_pairs", "data.test_pairs"}, *metric[2] = {"val_acc", "test_acc"};
   for (int k = 0; k < 2; k++)
     if (lfs_config_string(c, keys[k])[0]) {

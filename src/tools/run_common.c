@@ -15,6 +15,29 @@
 #include "lfs/log.h"
 #include "lfs/runtime.h"
 #include "lfs/timer.h"
+#include "tools/commands.h"
+
+lfs_config *lfs_run_parse(const char *command, void (*usage)(void), int argc, char **argv,
+                          const char **resume, char *ckpt_dir, char *runlog_path) {
+  for (int i = 1; i < argc; i++)
+    if (!strcmp(argv[i], "-h") || !strcmp(argv[i], "--help")) usage(), exit(0);
+  lfs_config *cfg = lfs_cli_config(&argc, argv);
+  int kept = 1;
+  *resume = NULL;
+  for (int i = 1; i < argc; i++) {
+    if (!strcmp(argv[i], "--resume")) {
+      if (i + 1 >= argc) lfs_user_error("--resume needs auto or a checkpoint file");
+      *resume = argv[++i];
+    } else {
+      argv[kept++] = argv[i];
+    }
+  }
+  lfs_cli_no_extra(command, kept, argv);
+  const char *out = lfs_config_string(cfg, "run.out_dir");
+  lfs_run_join(ckpt_dir, 1024, out, lfs_config_string(cfg, "checkpoint.dir"));
+  lfs_run_join(runlog_path, 1024, out, "run.h5");
+  return cfg;
+}
 
 void lfs_run_make_dir(const char *dir) {
   char path[1024];

@@ -11,6 +11,13 @@
 #include "lfs/loader.h"
 #include "lfs/trainer.h"
 
+/* The command line of a run: -h/--help prints usage() and exits 0; -c FILE and
+ * --set build the configuration; --resume auto|CHECKPOINT sets *resume (NULL if
+ * absent); anything else is a usage error naming `command`. The run's paths
+ * follow from [run] out_dir: ckpt_dir ([checkpoint] dir under it) and
+ * runlog_path (run.h5), each of 1024 bytes. */
+lfs_config *lfs_run_parse(const char *command, void (*usage)(void), int argc, char **argv,
+                          const char **resume, char *ckpt_dir, char *runlog_path);
 /* Creates dir and its parents (a user error if that fails). */
 void lfs_run_make_dir(const char *dir);
 /* out = name if it is absolute, else dir/name. */
