@@ -15,12 +15,17 @@ expect_re '^lfsearch [0-9]+\.[0-9]+'; ok "--version"
 run 0 "$LFSEARCH" info
 expect "CUDA backend :"; expect "MPI ranks    : 1"
 expect_re '^  GEMM +: lfsearch packed SGEMM, (avx512|avx2|portable) micro-kernel$'
+expect_re '^  CPU kernels +: (x86-64-v4|x86-64-v3|baseline)$'
 ok "info describes the build"
 run 0 env LFS_GEMM_KERNEL=portable "$LFSEARCH" info
 expect "GEMM         : lfsearch packed SGEMM, portable micro-kernel"; ok "LFS_GEMM_KERNEL pins the kernel"
 run 2 env LFS_GEMM_KERNEL=sse9 "$LFSEARCH" info
 expect "LFS_GEMM_KERNEL=sse9: not a GEMM kernel this CPU runs (avx512, avx2, portable)"
 ok "LFS_GEMM_KERNEL names a bad kernel: exit 2"
+run 0 env LFS_CPU_ISA=baseline "$LFSEARCH" info
+expect "CPU kernels  : baseline"; ok "LFS_CPU_ISA picks the kernel build"
+run 2 env LFS_CPU_ISA=avx9 "$LFSEARCH" info
+expect "LFS_CPU_ISA=avx9: not a kernel build this CPU runs"; ok "LFS_CPU_ISA names a bad build: exit 2"
 run 2 "$LFSEARCH" info --gpus
 expect 'unknown option "--gpus"'; ok "info rejects an unknown option"
 run 0 "$LFSEARCH" info --devices
