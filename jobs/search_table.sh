@@ -18,11 +18,10 @@ cd "$LFS_ROOT"
 LFS="$LFS_BUILD/lfsearch"
 SEEDS=${1:-"1 2 3"}
 METHODS=${2:-"search_softmax random_softmax cosface arcface"}
-DATA=data/synth32-table
-[ -f $DATA/test_pairs.h5 ] || "$LFS" synth --out $DATA --identities 300 --images-per-identity 20 \
-  --size 32 --seed 1 --val-pairs 1000 --test-pairs 6000
+DATA=$LFS_TABLE_DATA
+lfs_table_data
 epochs=${EPOCHS:-12}
-milestones="$(( epochs * 2 / 3 )),$(( epochs * 11 / 12 ))"
+milestones=$(lfs_table_milestones "$epochs")
 ROOT=runs/search_table/e$epochs
 mkdir -p "$ROOT"
 common=(-c jobs/configs/synth_train.ini --resume auto --set run.log_every=1000

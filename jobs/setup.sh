@@ -50,5 +50,20 @@ lfs_build() {
   cd "$LFS_ROOT"
 }
 
+# The synthetic faces of the measured tables (jobs/loss_table.sh,
+# jobs/search_table.sh): 300 identities x 20 images at 32x32 for training, 1000
+# validation pairs (the reward and the per-epoch check) and 6000 test pairs
+# (the LFW size: one run's accuracy then carries a sampling error of about 0.3
+# points) of held-out identities. Made once.
+LFS_TABLE_DATA=data/synth32-table
+lfs_table_data() {
+  [ -f "$LFS_ROOT/$LFS_TABLE_DATA/test_pairs.h5" ] ||
+    "$LFS_BUILD/lfsearch" synth --out "$LFS_ROOT/$LFS_TABLE_DATA" --identities 300 \
+      --images-per-identity 20 --size 32 --seed 1 --val-pairs 1000 --test-pairs 6000
+}
+
+# "E1,E2": the tables' learning-rate steps at 2/3 and 11/12 of `epochs`.
+lfs_table_milestones() { echo "$(( $1 * 2 / 3 )),$(( $1 * 11 / 12 ))"; }
+
 lfs_install_packages
 lfs_build

@@ -39,6 +39,10 @@ int lfs_config_load_file(lfs_config *cfg, const char *path, char *err, size_t er
 /* Reads INI text (origin names it in errors, e.g. "checkpoint"). */
 int lfs_config_load_string(lfs_config *cfg, const char *text, const char *origin, char *err,
                            size_t errlen);
+/* Reads the configuration an earlier run stored (a checkpoint's, a run log's):
+ * like lfs_config_load_string, except that keys retired since are skipped. */
+int lfs_config_load_stored(lfs_config *cfg, const char *text, const char *origin, char *err,
+                           size_t errlen);
 /* Applies one "section.key=value" override (from --set). */
 int lfs_config_set(lfs_config *cfg, const char *assignment, char *err, size_t errlen);
 

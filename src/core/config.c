@@ -64,6 +64,7 @@ typedef struct {
   char msg[LFS_CFG_MSG];
   lfs_cfg_value *staged; /* [schema count]; text NULL where the input did not set it */
   int *staged_line;
+  int stored; /* a configuration an earlier run stored: retired keys are skipped */
 } lfs_cfg_load;
 
 /* Records an error at line unless an earlier line already has one. */
@@ -154,6 +155,7 @@ static int lfs_cfg_handler(void *user, const char *section, const char *name, co
   }
   if (!lfs_cfg_section_known(sec)) return 1; /* the reader reported the header */
   long idx = lfs_cfg_find(sec, name);
+  if (idx < 0 && ld->stored && lfs_cfg_retired_note(sec, name)) return 1;
   if (idx < 0) {
     lfs_cfg_unknown_key(sec, name, why, sizeof why);
     lfs_cfg_fail(ld, ld->line, "%s", why);
@@ -235,6 +237,16 @@ int lfs_config_load_string(lfs_config *cfg, const char *text, const char *origin
   lfs_cfg_load ld;
   lfs_cfg_load_init(&ld, origin ? origin : "<string>");
   ld.text = text;
+  return lfs_cfg_finish(cfg, &ld, err, errlen);
+}
+
+int lfs_config_load_stored(lfs_config *cfg, const char *text, const char *origin, char *err,
+                           size_t errlen) {
+  LFS_ASSERT(cfg && text);
+  lfs_cfg_load ld;
+  lfs_cfg_load_init(&ld, origin ? origin : "<stored>");
+  ld.text = text;
+  ld.stored = 1;
   return lfs_cfg_finish(cfg, &ld, err, errlen);
 }
 

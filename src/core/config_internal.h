@@ -33,6 +33,16 @@ int lfs_cfg_section_known(const char *section);
 long lfs_cfg_find(const char *section, const char *key);
 /* "section.key" -> schema index, or -1. */
 long lfs_cfg_find_name(const char *name);
+/* A key that is gone (config_schema.c): a stored configuration that has it
+ * loads without it; anywhere else it is an error quoting `instead`. */
+typedef struct {
+  const char *section, *key, *instead;
+} lfs_cfg_retired;
+extern const lfs_cfg_retired lfs_cfg_retired_keys[];
+extern const size_t lfs_cfg_retired_count;
+/* What replaced [section] key, or NULL if it was never retired. */
+const char *lfs_cfg_retired_note(const char *section, const char *key);
+
 /* Messages for names outside the schema, with a hint when one is a near miss. */
 void lfs_cfg_unknown_section(const char *section, char *buf, size_t n);
 void lfs_cfg_unknown_key(const char *section, const char *key, char *buf, size_t n);

@@ -3,6 +3,7 @@
  * input against this table; lfs_config_new checks the table itself. */
 #include <math.h>
 
+#include "core/config_internal.h"
 #include "lfs/config.h"
 
 /* "Unbounded" integer keys stop at INT32_MAX so that callers may keep them in an int. */
@@ -127,3 +128,11 @@ const lfs_cfg_key lfs_cfg_schema[] = {
 };
 
 const size_t lfs_cfg_schema_count = sizeof lfs_cfg_schema / sizeof lfs_cfg_schema[0];
+
+/* Keys that earlier versions had, and so wrote into every stored configuration
+ * (checkpoints, run logs), with what replaced them. */
+const lfs_cfg_retired lfs_cfg_retired_keys[] = {
+    {"search", "epochs", "the search runs for [optim] epochs"},
+    {"search", "reward", "the reward is always [data] val_pairs; test_pairs are only logged"},
+};
+const size_t lfs_cfg_retired_count = sizeof lfs_cfg_retired_keys / sizeof lfs_cfg_retired_keys[0];

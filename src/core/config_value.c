@@ -129,9 +129,21 @@ void lfs_cfg_unknown_section(const char *section, char *buf, size_t n) {
   if (hint) lfs_cfg_append(buf, n, "; did you mean [%s]?", hint);
 }
 
+const char *lfs_cfg_retired_note(const char *section, const char *key) {
+  for (size_t i = 0; i < lfs_cfg_retired_count; i++)
+    if (!strcmp(lfs_cfg_retired_keys[i].section, section) && !strcmp(lfs_cfg_retired_keys[i].key, key))
+      return lfs_cfg_retired_keys[i].instead;
+  return NULL;
+}
+
 /* "unknown key "x" in [s] (known: ...)", pointing at the right section when the
  * key exists elsewhere, or at a near miss. */
 void lfs_cfg_unknown_key(const char *section, const char *key, char *buf, size_t n) {
+  const char *instead = lfs_cfg_retired_note(section, key);
+  if (instead) {
+    snprintf(buf, n, "[%s] %s is no longer a key (%s): remove it", section, key, instead);
+    return;
+  }
   snprintf(buf, n, "unknown key \"%s\" in [%s] (known: ", key, section);
   const char *near = NULL, *home = NULL;
   int first = 1;

@@ -57,7 +57,7 @@ static lfs_config *checkpoint_config(const char *path, int *classes) {
     lfs_user_error("--checkpoint %s: no head/weight [classes, embedding]", path);
   *classes = (int)dims[0];
   lfs_config *cfg = lfs_config_new();
-  if (lfs_config_load_string(cfg, lfs_ckpt_info(h)->config, path, err, sizeof err) != 0)
+  if (lfs_config_load_stored(cfg, lfs_ckpt_info(h)->config, path, err, sizeof err) != 0)
     lfs_user_error("--checkpoint: its configuration: %s", err);
   lfs_ckpt_close(h);
   /* evaluation batches: a few images per rank, whatever the training batch was */

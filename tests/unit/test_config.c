@@ -309,6 +309,25 @@ static void test_set_errors(void **state) {
   lfs_config_free(cfg);
 }
 
+/* A retired key: skipped in a stored configuration (a checkpoint of an earlier
+ * version must stay readable), an error that says what replaced it anywhere else. */
+static void test_retired_keys(void **state) {
+  (void)state;
+  lfs_config *cfg = lfs_config_new();
+  char err[ERRLEN];
+  const char *old = "[search]\nepochs = 20\nreward = val\nwarmup_epochs = 3\n";
+  assert_int_equal(lfs_config_load_stored(cfg, old, "ckpt", err, sizeof err), 0);
+  assert_int_equal(lfs_config_int(cfg, "search.warmup_epochs"), 3);
+  assert_int_equal(lfs_config_load_string(cfg, old, "run.ini", err, sizeof err), -1);
+  assert_has(err, "run.ini:2: [search] epochs is no longer a key (the search runs for [optim] epochs): remove it");
+  assert_int_equal(lfs_config_set(cfg, "search.reward=test", err, sizeof err), -1);
+  assert_has(err, "[search] reward is no longer a key (the reward is always [data] val_pairs");
+  /* a stored configuration is still checked for everything else */
+  assert_int_equal(lfs_config_load_stored(cfg, "[search]\nepochz = 1\n", "ckpt", err, sizeof err), -1);
+  assert_has(err, "unknown key \"epochz\" in [search]");
+  lfs_config_free(cfg);
+}
+
 /* A file with an error changes nothing, not even the keys before the error. */
 static void test_failed_load_is_atomic(void **state) {
   (void)state;
@@ -417,6 +436,7 @@ int main(void) {
       cmocka_unit_test(test_bool_spellings),  cmocka_unit_test(test_file_errors),
       cmocka_unit_test(test_long_line),       cmocka_unit_test(test_missing_file),
       cmocka_unit_test(test_set_errors),      cmocka_unit_test(test_failed_load_is_atomic),
+      cmocka_unit_test(test_retired_keys),
       cmocka_unit_test(test_dump_round_trip), cmocka_unit_test(test_getter_faults),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
