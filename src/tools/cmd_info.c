@@ -1,6 +1,7 @@
 /* cmd_info.c: `lfsearch info`: what this build contains and, with --devices,
  * which GPUs the CUDA runtime sees from every rank's node; `lfsearch info FILE...`
- * describes lfsearch HDF5 files (datasets, manifests, pair sets, run logs);
+ * describes lfsearch HDF5 files (datasets, manifests, pair sets; run logs and
+ * checkpoints through info_run.c);
  * `lfsearch info --model ARCH` prints a model's layer table, parameters and MACs. */
 #include <mpi.h>
 #include <stdint.h>
@@ -11,6 +12,7 @@
 
 #include "config.h"
 #include "lfs/backend.h"
+#include "lfs/checkpoint.h"
 #include "lfs/dataset.h"
 #include "lfs/log.h"
 #include "lfs/models.h"
@@ -149,53 +151,6 @@ static void describe_pairs(const char *path, const char *format) {
   lfs_pairset_close(ps);
 }
 
-/* Metrics named *_acc are accuracies (fractions), shown in percent. */
-static int is_accuracy(const char *name) {
-  const size_t n = strlen(name);
-  return n >= 4 && !strcmp(name + n - 4, "_acc");
-}
-
-/* The per-epoch table of a run log: the winner's numbers (the only candidate's
- * for `train`), the policy it was drawn from, and the logged metrics. */
-static void describe_runlog(const char *path, const char *format) {
-  char err[1024];
-  lfs_runlog *log = lfs_runlog_open(path, err, sizeof err);
-  if (!log) lfs_user_error("%s", err);
-  const int M = lfs_runlog_M(log), d = lfs_runlog_d(log), nm = lfs_runlog_nmetrics(log);
-  const int64_t E = lfs_runlog_epochs(log);
-  lfs_info("%s", path);
-  lfs_info("  format       : %s, version %d", format, LFS_RUNLOG_FORMAT_VERSION);
-  lfs_info("  run          : %s, %d candidate%s, policy dimension %d, %lld epoch%s logged",
-           d ? "search" : "train", M, M == 1 ? "" : "s", d, (long long)E, E == 1 ? "" : "s");
-  char head[512];
-  int at = snprintf(head, sizeof head, "  %5s  %6s  %8s  %10s", "epoch", "chosen", "reward %",
-                    "train loss");
-  if (d) at += snprintf(head + at, sizeof head - at, "  %11s  %9s  %9s", "a", "mu[0]", "sigma[0]");
-  at += snprintf(head + at, sizeof head - at, "  %9s  %8s  %9s", "lr", "wall s", "img/s");
-  for (int k = 0; k < nm && at < (int)sizeof head - 20; k++)
-    at += snprintf(head + at, sizeof head - at, "  %10s%s", lfs_runlog_metric(log, k),
-                   is_accuracy(lfs_runlog_metric(log, k)) ? " %" : "  ");
-  lfs_info("%s", head);
-  for (int64_t e = 0; e < E; e++) {
-    lfs_runlog_row row;
-    lfs_runlog_get(log, e, &row);
-    const int c = row.chosen;
-    char line[512];
-    int n = snprintf(line, sizeof line, "  %5lld  %6d  %8.2f  %10.4f", (long long)e + 1, c,
-                     100 * row.reward[c], row.loss[c]);
-    if (d) n += snprintf(line + n, sizeof line - n, "  %11.4g  %9.4f  %9.4f", row.a[c], row.mu[0],
-                         row.sigma[0]);
-    n += snprintf(line + n, sizeof line - n, "  %9.4g  %8.1f  %9.1f", row.lr, row.wall_seconds,
-                  row.images_per_second);
-    for (int k = 0; k < nm && n < (int)sizeof line - 20; k++)
-      n += is_accuracy(lfs_runlog_metric(log, k))
-               ? snprintf(line + n, sizeof line - n, "  %12.2f", 100 * row.metrics[k])
-               : snprintf(line + n, sizeof line - n, "  %12.4g", row.metrics[k]);
-    lfs_info("%s", line);
-  }
-  lfs_runlog_close(log);
-}
-
 static void describe_file(const char *path) {
   char format[128], err[1024];
   if (lfs_h5_format(path, format, sizeof format, err, sizeof err) != 0) lfs_user_error("%s", err);
@@ -204,11 +159,13 @@ static void describe_file(const char *path) {
   else if (!strcmp(format, LFS_PAIRS_FORMAT))
     describe_pairs(path, format);
   else if (!strcmp(format, LFS_RUNLOG_FORMAT))
-    describe_runlog(path, format);
+    lfs_info_runlog(path);
+  else if (!strcmp(format, LFS_CKPT_FORMAT))
+    lfs_info_checkpoint(path);
   else
-    lfs_user_error("%s: format \"%s\" is not one `lfsearch info` can describe (%s, %s, %s, %s)",
+    lfs_user_error("%s: format \"%s\" is not one `lfsearch info` can describe (%s, %s, %s, %s, %s)",
                    path, format, LFS_DATASET_FORMAT, LFS_MANIFEST_FORMAT, LFS_PAIRS_FORMAT,
-                   LFS_RUNLOG_FORMAT);
+                   LFS_RUNLOG_FORMAT, LFS_CKPT_FORMAT);
 }
 
 /* ---- --model ---- */

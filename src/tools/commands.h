@@ -14,6 +14,11 @@ int lfs_cmd_train(int argc, char **argv);
 int lfs_cmd_search(int argc, char **argv);
 int lfs_cmd_eval(int argc, char **argv);
 
+/* `lfsearch info FILE` of a run log (the per-epoch table) and of a checkpoint
+ * (info_run.c). */
+void lfs_info_runlog(const char *path);
+void lfs_info_checkpoint(const char *path);
+
 /* `lfsearch bench --train MODEL`: images/s of whole training steps. */
 typedef struct {
   const char *model;

@@ -69,6 +69,10 @@ wait "$pid"; rc=$?
 mid=$(ls b/checkpoints | grep -v 's000000' | head -1)
 [ -n "$mid" ] || { ls b/checkpoints; fail "no mid-epoch checkpoint"; }
 h5ls -r "b/checkpoints/$mid" | grep -q '^/candidates/3/model' || fail "$mid lacks candidate 3's state"
+run 0 "$LFSEARCH" info "b/checkpoints/$mid"
+expect "(stopped inside the epoch)"; expect "4 states of the interrupted epoch"
+expect_re '^  search +: search_softmax, 4 candidates; policy mu\[0\] -?0\.[0-9]+, sigma\[0\] 0\.2000'
+expect "run          : model tiny, loss searched, seed 1, 3 epochs"
 run 0 "$MPIEXEC" -n 4 "$LFSEARCH" search -c s.ini --set run.out_dir=b --resume auto
 expect "resumed from b/checkpoints/$mid"
 for g in /model /optim /head /policy; do

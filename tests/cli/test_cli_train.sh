@@ -51,7 +51,10 @@ h5ls a/run.h5 > runlog.txt || fail "run.h5 is not readable"
 grep -qE '^reward +Dataset \{4/Inf, 1\}' runlog.txt || { cat runlog.txt; fail "run.h5 lacks 4 epochs"; }
 ls a/checkpoints > ckpts.txt
 [ "$(wc -l < ckpts.txt)" = 3 ] || { cat ckpts.txt; fail "checkpoint.keep = 3 not applied"; }
-ok "run log has 4 epochs; the last 3 checkpoints are kept"
+run 0 "$LFSEARCH" info a/checkpoints/ckpt-e0004-s000000.h5
+expect "position     : after epoch 4"; expect "run          : model tiny, loss cosface, seed 1, 4 epochs"
+expect "head         : 50 classes x 64"; expect "optimizer    : 60 steps"
+ok "run log has 4 epochs; the last 3 checkpoints are kept; info describes a checkpoint"
 
 "$LFSEARCH" train -c t.ini --set run.out_dir=b --set run.log_every=1 > stop.out 2>&1 &
 pid=$!
