@@ -231,23 +231,24 @@ int lfs_config_load_file(lfs_config *cfg, const char *path, char *err, size_t er
   return rc;
 }
 
-int lfs_config_load_string(lfs_config *cfg, const char *text, const char *origin, char *err,
-                           size_t errlen) {
+static int load_text(lfs_config *cfg, const char *text, const char *origin, int stored, char *err,
+                     size_t errlen) {
   LFS_ASSERT(cfg && text);
   lfs_cfg_load ld;
-  lfs_cfg_load_init(&ld, origin ? origin : "<string>");
+  lfs_cfg_load_init(&ld, origin);
   ld.text = text;
+  ld.stored = stored;
   return lfs_cfg_finish(cfg, &ld, err, errlen);
+}
+
+int lfs_config_load_string(lfs_config *cfg, const char *text, const char *origin, char *err,
+                           size_t errlen) {
+  return load_text(cfg, text, origin ? origin : "<string>", 0, err, errlen);
 }
 
 int lfs_config_load_stored(lfs_config *cfg, const char *text, const char *origin, char *err,
                            size_t errlen) {
-  LFS_ASSERT(cfg && text);
-  lfs_cfg_load ld;
-  lfs_cfg_load_init(&ld, origin ? origin : "<stored>");
-  ld.text = text;
-  ld.stored = 1;
-  return lfs_cfg_finish(cfg, &ld, err, errlen);
+  return load_text(cfg, text, origin ? origin : "<stored>", 1, err, errlen);
 }
 
 /* ---- overrides ------------------------------------------------------------------------------ */
