@@ -319,8 +319,8 @@ static int train_epoch(search_run *r, lfs_trainer *t, lfs_loader *l, int64_t epo
   const int S = t->image_size;
   float *x = lfs_alloc_floats((size_t)t->local_batch * 3 * S * S);
   int32_t *labels = lfs_malloc(sizeof(int32_t) * t->local_batch);
-  char err[1024], prefix[32];
-  snprintf(prefix, sizeof prefix, "[candidate 0] ");
+  char err[1024];
+  const char *prefix = "[candidate 0] "; /* rank 0's progress line: candidate 0's */
   int rc = 0;
   lfs_loader_seek(l, epoch, step);
   for (; step < steps; step++) {
