@@ -324,9 +324,7 @@ static int train_epoch(search_run *r, lfs_trainer *t, lfs_loader *l, int64_t epo
   int rc = 0;
   lfs_loader_seek(l, epoch, step);
   for (; step < steps; step++) {
-    if (lfs_run_any_rank(lfs_signal_pending() != 0)) {
-      lfs_info("stop signal: writing a checkpoint at epoch %lld, step %lld", (long long)epoch,
-               (long long)step);
+    if (lfs_run_stop_requested(epoch, step)) {
       checkpoint(r, t, epoch, step, ce);
       rc = LFS_EXIT_SIGNAL;
       break;
@@ -475,11 +473,7 @@ static lfs_runlog *open_runlog(const search_run *r, int resumed, int64_t epoch) 
   const char *metric = "test_acc";
   const lfs_runlog_spec spec = {.M = r->M, .d = r->space.dim, .config = r->config_text,
                                 .nmetrics = 1, .metrics = &metric};
-  char err[1024];
-  lfs_runlog *log = resumed ? lfs_runlog_resume(r->runlog_path, &spec, epoch, err, sizeof err)
-                            : lfs_runlog_create(r->runlog_path, &spec, err, sizeof err);
-  if (!log) lfs_user_error_local("run log: %s", err);
-  return log;
+  return lfs_run_open_log(r->runlog_path, &spec, resumed, epoch);
 }
 
 int lfs_cmd_search(int argc, char **argv) {

@@ -101,9 +101,7 @@ static int run_epoch(train_run *r, lfs_trainer *t, lfs_loader *l, int64_t epoch,
   int rc = 0;
   lfs_loader_seek(l, epoch, step);
   for (; step < steps; step++) {
-    if (lfs_run_any_rank(lfs_signal_pending() != 0)) {
-      lfs_info("stop signal: writing a checkpoint at epoch %lld, step %lld", (long long)epoch,
-               (long long)step);
+    if (lfs_run_stop_requested(epoch, step)) {
       checkpoint(r, t, epoch, step);
       rc = LFS_EXIT_SIGNAL;
       break;
@@ -126,11 +124,7 @@ static int run_epoch(train_run *r, lfs_trainer *t, lfs_loader *l, int64_t epoch,
 static lfs_runlog *open_runlog(train_run *r, int64_t epoch) {
   const lfs_runlog_spec spec = {.M = 1, .d = 0, .config = r->config_text, .nmetrics = r->npairs,
                                 .metrics = r->pair_metric};
-  char err[1024];
-  lfs_runlog *log = r->resumed ? lfs_runlog_resume(r->runlog_path, &spec, epoch, err, sizeof err)
-                               : lfs_runlog_create(r->runlog_path, &spec, err, sizeof err);
-  if (!log) lfs_user_error_local("run log: %s", err);
-  return log;
+  return lfs_run_open_log(r->runlog_path, &spec, r->resumed, epoch);
 }
 
 static void log_epoch(train_run *r, lfs_runlog *log, const lfs_trainer *t, int64_t epoch,

@@ -125,6 +125,22 @@ double lfs_run_verify(lfs_trainer *t, const char *path, const char *label) {
   return res.acc_mean;
 }
 
+int lfs_run_stop_requested(int64_t epoch, int64_t step) {
+  if (!lfs_run_any_rank(lfs_signal_pending() != 0)) return 0;
+  lfs_info("stop signal: writing a checkpoint at epoch %lld, step %lld", (long long)epoch,
+           (long long)step);
+  return 1;
+}
+
+lfs_runlog *lfs_run_open_log(const char *path, const lfs_runlog_spec *spec, int resumed,
+                             int64_t epochs) {
+  char err[1024];
+  lfs_runlog *log = resumed ? lfs_runlog_resume(path, spec, epochs, err, sizeof err)
+                            : lfs_runlog_create(path, spec, err, sizeof err);
+  if (!log) lfs_user_error_local("run log: %s", err);
+  return log;
+}
+
 void lfs_run_progress(const char *prefix, int64_t epoch, int64_t epochs, int64_t step,
                       int64_t steps, double loss, double lr, int global_batch,
                       const lfs_epoch_meter *m) {

@@ -9,6 +9,7 @@
 
 #include "lfs/config.h"
 #include "lfs/loader.h"
+#include "lfs/runlog.h"
 #include "lfs/trainer.h"
 
 /* The command line of a run: -h/--help prints usage() and exits 0; -c FILE and
@@ -38,6 +39,14 @@ void lfs_run_close_loader(lfs_loader *l);
  * label, prints "<label>  <result line>" on world rank 0; returns the mean
  * accuracy (a user error if the set cannot be read). */
 double lfs_run_verify(lfs_trainer *t, const char *path, const char *label);
+
+/* Whether any rank got SIGUSR1/SIGTERM (collective over MPI_COMM_WORLD); if so,
+ * says on rank 0 that a checkpoint at (epoch, step) follows. */
+int lfs_run_stop_requested(int64_t epoch, int64_t step);
+/* The run log at path: a fresh one, or the one of a run resumed at `epochs`
+ * (rows beyond dropped). A user error on rank 0's failure. */
+lfs_runlog *lfs_run_open_log(const char *path, const lfs_runlog_spec *spec, int resumed,
+                             int64_t epochs);
 
 /* Throughput of an epoch so far. */
 typedef struct {
