@@ -21,7 +21,9 @@
  * of 1 to LFS_CKPT_MAX_DIMS dimensions, and scalar attributes on any group.
  *
  * Writing goes to "<path>.tmp-<pid>" and lfs_ckpt_commit closes, fsyncs and renames
- * it, so a file under a checkpoint name is always complete. No object carries a
+ * it, so a file under a checkpoint name is always complete. One rank writes a file
+ * (lfs_ckpt_create), or all ranks of a communicator write parts of one through
+ * parallel HDF5 (lfs_ckpt_create_collective; rank 0's pid names it). No object carries a
  * timestamp: without `created`, the same contents give byte-identical files.
  *
  * Buffers are host memory: download device tensors first. All calls take
@@ -30,6 +32,7 @@
 #ifndef LFS_CHECKPOINT_H
 #define LFS_CHECKPOINT_H
 
+#include <mpi.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -62,6 +65,18 @@ typedef enum { LFS_CKPT_F32 = 0, LFS_CKPT_F64, LFS_CKPT_I32, LFS_CKPT_I64 } lfs_
 
 /* Starts a checkpoint that will be renamed to path on commit. The directory must exist. */
 lfs_ckpt *lfs_ckpt_create(const char *path, const lfs_ckpt_meta *meta, char *err, size_t errlen);
+/* 1 when this build's HDF5 is parallel, so lfs_ckpt_create_collective works. */
+int lfs_ckpt_collective_available(void);
+/* Collective over comm: one checkpoint written by all its ranks through MPI-IO.
+ * Every rank then makes every writing call (and commit or close) with the same
+ * names, shapes and attribute values; only the ranks lfs_ckpt_set_writer marks
+ * write array data, the others' data pointers are not read. `created` is rank
+ * 0's time. On failure returns NULL on every rank. */
+lfs_ckpt *lfs_ckpt_create_collective(const char *path, const lfs_ckpt_meta *meta, MPI_Comm comm,
+                                     char *err, size_t errlen);
+/* Whether this rank writes the data of the arrays that follow (collective
+ * handles start with every rank writing: mark one writer per array). */
+void lfs_ckpt_set_writer(lfs_ckpt *h, int writes);
 /* Writes data + view->offset of every view of p whose kind is in `views` as
  * group/<view name>. data is [p->count] for LFS_CKPT_VIEWS_ALL, or any host
  * buffer with p's offsets covering the selected views (the SGD velocity

@@ -28,6 +28,8 @@
 /* Serialises HDF5 calls between threads (the loader's prefetch thread, the main thread). */
 void lfs_h5_lock(void);
 void lfs_h5_unlock(void);
+/* "1.10.8, parallel" (or "..., serial"): the HDF5 library this build links. */
+const char *lfs_h5_library(void);
 
 /* ---- reading a dataset (one shard or a manifest) ---- */
 typedef struct lfs_dataset lfs_dataset;

@@ -101,8 +101,6 @@ const lfs_cfg_key lfs_cfg_schema[] = {
     LFS_CFG_BOOL("search", "tau", "false", "AM-LFS: also search the transform of p_y"),
     LFS_CFG_CHOICE("search", "random_per", "step", "step|epoch",
                    "random_softmax: draw a fresh a every step or every epoch"),
-    LFS_CFG_BOOL("search", "warmup_data_parallel", "false",
-                 "run warm-up epochs as one data-parallel group over all ranks"),
 
     /* [optim] */
     LFS_CFG_REAL("optim", "lr", "0.1", 0, 100, "base learning rate (SGD)"),
@@ -134,5 +132,7 @@ const size_t lfs_cfg_schema_count = sizeof lfs_cfg_schema / sizeof lfs_cfg_schem
 const lfs_cfg_retired lfs_cfg_retired_keys[] = {
     {"search", "epochs", "the search runs for [optim] epochs"},
     {"search", "reward", "the reward is always [data] val_pairs; test_pairs are only logged"},
+    {"search", "warmup_data_parallel",
+     "warm-up epochs train on every candidate group; one data-parallel warm-up is not built"},
 };
 const size_t lfs_cfg_retired_count = sizeof lfs_cfg_retired_keys / sizeof lfs_cfg_retired_keys[0];

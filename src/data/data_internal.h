@@ -89,7 +89,9 @@ hid_t lfs_h5_dcpl(void);
 /* The same for groups (group creation property list). */
 hid_t lfs_h5_gcpl(void);
 /* Creates dataset `name` [dims] of file_type (chunked by `chunk` when non-NULL, no
- * fill values, no timestamps) and writes all of buf (mem_type) into it. */
+ * fill values, no timestamps) and writes all of buf (mem_type) into it. buf NULL
+ * only creates it: in a file open on several ranks (lfs_h5_create_tmp_collective)
+ * every rank creates each dataset, and one of them writes its data. */
 int lfs_h5_write_whole(hid_t file, const char *path, const char *name, hid_t file_type,
                        hid_t mem_type, int rank, const hsize_t *dims, const hsize_t *chunk,
                        const void *buf, char *err, size_t errlen);
@@ -97,8 +99,22 @@ hid_t lfs_h5_create_tmp(const char *path, char **tmp, char *err, size_t errlen);
 /* Closes the file (its objects must be closed), flushes it to disk and renames
  * it to path. On failure removes the temporary file. */
 int lfs_h5_commit_tmp(hid_t file, const char *tmp, const char *path, char *err, size_t errlen);
+/* The flush and rename of lfs_h5_commit_tmp, for a temporary file already closed. */
+int lfs_h5_commit_closed_tmp(const char *tmp, const char *path, char *err, size_t errlen);
 /* Closes the file (if >= 0) and removes the temporary file. */
 void lfs_h5_discard_tmp(hid_t file, const char *tmp);
+
+#ifdef H5_HAVE_PARALLEL
+/* The same protocol for one file written by every rank of comm through MPI-IO
+ * (parallel HDF5): collective calls, rank 0's temporary name, rank 0 renames.
+ * Metadata operations (groups, datasets, attributes) must then be made by every
+ * rank with the same arguments; raw data may be written by one rank alone. */
+hid_t lfs_h5_create_tmp_collective(const char *path, MPI_Comm comm, char **tmp, char *err,
+                                   size_t errlen);
+int lfs_h5_commit_tmp_collective(hid_t file, const char *tmp, const char *path, MPI_Comm comm,
+                                 char *err, size_t errlen);
+void lfs_h5_discard_tmp_collective(hid_t file, const char *tmp, MPI_Comm comm);
+#endif
 
 /* Closes an id if it is valid (>= 0). */
 void lfs_h5_close_id(hid_t id);

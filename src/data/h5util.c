@@ -505,6 +505,19 @@ void lfs_h5_free_strings(char **s, int64_t n) {
   free(s);
 }
 
+const char *lfs_h5_library(void) {
+  static char buf[64];
+  unsigned major = 0, minor = 0, release = 0;
+  H5get_libversion(&major, &minor, &release);
+#ifdef H5_HAVE_PARALLEL
+  const char *kind = "parallel";
+#else
+  const char *kind = "serial";
+#endif
+  snprintf(buf, sizeof buf, "%u.%u.%u, %s", major, minor, release, kind);
+  return buf;
+}
+
 /* ---- temporary files ---- */
 
 hid_t lfs_h5_dcpl(void) {
@@ -536,7 +549,7 @@ int lfs_h5_write_whole(hid_t file, const char *path, const char *name, hid_t fil
   if (sp < 0 || dcpl < 0 || (chunk && H5Pset_chunk(dcpl, rank, chunk) < 0) ||
       (!fill && H5Pset_fill_time(dcpl, H5D_FILL_TIME_NEVER) < 0) ||
       (d = H5Dcreate2(file, name, file_type, sp, H5P_DEFAULT, dcpl, H5P_DEFAULT)) < 0 ||
-      H5Dwrite(d, mem_type, H5S_ALL, H5S_ALL, H5P_DEFAULT, buf) < 0)
+      (buf && H5Dwrite(d, mem_type, H5S_ALL, H5S_ALL, H5P_DEFAULT, buf) < 0))
     rc = lfs_h5_fail_lib(err, errlen, path, "cannot write dataset %s", name);
   lfs_h5_close_id(d);
   lfs_h5_close_id(dcpl);
@@ -544,17 +557,32 @@ int lfs_h5_write_whole(hid_t file, const char *path, const char *name, hid_t fil
   return rc;
 }
 
-hid_t lfs_h5_create_tmp(const char *path, char **tmp, char *err, size_t errlen) {
+static char *tmp_name(const char *path) {
   size_t len = strlen(path) + 32;
-  *tmp = lfs_malloc(len);
-  snprintf(*tmp, len, "%s.tmp-%ld", path, (long)getpid());
-  hid_t fapl = H5Pcreate(H5P_FILE_ACCESS);
+  char *tmp = lfs_malloc(len);
+  snprintf(tmp, len, "%s.tmp-%ld", path, (long)getpid());
+  return tmp;
+}
+
+/* Creates *tmp with the file access properties fapl (closed here). */
+static hid_t create_with(const char *path, char *tmp, hid_t fapl, char *err, size_t errlen) {
   hid_t f = -1;
-  if (fapl < 0 || H5Pset_fapl_sec2(fapl) < 0)
+  if (fapl < 0)
     lfs_h5_fail_lib(err, errlen, path, "cannot set up the file access properties");
-  else if ((f = H5Fcreate(*tmp, H5F_ACC_TRUNC, H5P_DEFAULT, fapl)) < 0)
-    lfs_h5_fail_lib(err, errlen, path, "cannot create the temporary file %s", *tmp);
+  else if ((f = H5Fcreate(tmp, H5F_ACC_TRUNC, H5P_DEFAULT, fapl)) < 0)
+    lfs_h5_fail_lib(err, errlen, path, "cannot create the temporary file %s", tmp);
   lfs_h5_close_id(fapl);
+  return f;
+}
+
+hid_t lfs_h5_create_tmp(const char *path, char **tmp, char *err, size_t errlen) {
+  *tmp = tmp_name(path);
+  hid_t fapl = H5Pcreate(H5P_FILE_ACCESS);
+  if (fapl >= 0 && H5Pset_fapl_sec2(fapl) < 0) {
+    H5Pclose(fapl);
+    fapl = -1;
+  }
+  hid_t f = create_with(path, *tmp, fapl, err, errlen);
   if (f < 0) {
     unlink(*tmp);
     free(*tmp);
@@ -562,6 +590,63 @@ hid_t lfs_h5_create_tmp(const char *path, char **tmp, char *err, size_t errlen) 
   }
   return f;
 }
+
+#ifdef H5_HAVE_PARALLEL
+/* Every rank of comm gets rank 0's temporary name, so they open one file. */
+static char *shared_tmp_name(const char *path, MPI_Comm comm) {
+  int rank, len = 0;
+  MPI_Comm_rank(comm, &rank);
+  char *tmp = rank == 0 ? tmp_name(path) : NULL;
+  if (rank == 0) len = (int)strlen(tmp) + 1;
+  MPI_Bcast(&len, 1, MPI_INT, 0, comm);
+  if (rank != 0) tmp = lfs_malloc((size_t)len);
+  MPI_Bcast(tmp, len, MPI_CHAR, 0, comm);
+  return tmp;
+}
+
+hid_t lfs_h5_create_tmp_collective(const char *path, MPI_Comm comm, char **tmp, char *err,
+                                   size_t errlen) {
+  *tmp = shared_tmp_name(path, comm);
+  hid_t fapl = H5Pcreate(H5P_FILE_ACCESS);
+  if (fapl >= 0 && H5Pset_fapl_mpio(fapl, comm, MPI_INFO_NULL) < 0) {
+    H5Pclose(fapl);
+    fapl = -1;
+  }
+  /* H5Fcreate is collective: MPI-IO opens the file on every rank or on none */
+  hid_t f = create_with(path, *tmp, fapl, err, errlen);
+  int rank;
+  MPI_Comm_rank(comm, &rank);
+  if (f < 0) {
+    if (rank == 0) unlink(*tmp);
+    free(*tmp);
+    *tmp = NULL;
+  }
+  return f;
+}
+
+int lfs_h5_commit_tmp_collective(hid_t file, const char *tmp, const char *path, MPI_Comm comm,
+                                 char *err, size_t errlen) {
+  int rank, rc = H5Fclose(file) < 0 ? -1 : 0, all = 0;
+  MPI_Comm_rank(comm, &rank);
+  MPI_Allreduce(&rc, &all, 1, MPI_INT, MPI_MIN, comm);
+  if (all < 0) {
+    if (rank == 0) unlink(tmp);
+    return lfs_h5_fail_lib(err, errlen, path, "cannot finish writing %s", tmp);
+  }
+  /* every rank has closed (flushed) its part; rank 0 syncs and renames */
+  if (rank == 0) rc = lfs_h5_commit_closed_tmp(tmp, path, err, errlen);
+  MPI_Bcast(&rc, 1, MPI_INT, 0, comm);
+  if (rc && rank != 0) lfs_h5_fail(err, errlen, path, "rank 0 could not put %s into place", tmp);
+  return rc;
+}
+
+void lfs_h5_discard_tmp_collective(hid_t file, const char *tmp, MPI_Comm comm) {
+  int rank;
+  MPI_Comm_rank(comm, &rank);
+  if (file >= 0) H5Fclose(file);
+  if (rank == 0 && tmp) unlink(tmp);
+}
+#endif
 
 /* HDF5 leaves durability to the OS; sync before the rename so that a crash
  * cannot leave a renamed but incomplete file. */
@@ -573,12 +658,7 @@ static int sync_file(const char *name) {
   return rc;
 }
 
-int lfs_h5_commit_tmp(hid_t file, const char *tmp, const char *path, char *err, size_t errlen) {
-  if (H5Fclose(file) < 0) {
-    lfs_h5_fail_lib(err, errlen, path, "cannot finish writing %s", tmp);
-    unlink(tmp);
-    return -1;
-  }
+int lfs_h5_commit_closed_tmp(const char *tmp, const char *path, char *err, size_t errlen) {
   if (sync_file(tmp) != 0 && errno != EINVAL && errno != EROFS) {
     lfs_h5_fail(err, errlen, path, "cannot flush %s to disk: %s", tmp, strerror(errno));
     unlink(tmp);
@@ -590,6 +670,15 @@ int lfs_h5_commit_tmp(hid_t file, const char *tmp, const char *path, char *err, 
     return -1;
   }
   return 0;
+}
+
+int lfs_h5_commit_tmp(hid_t file, const char *tmp, const char *path, char *err, size_t errlen) {
+  if (H5Fclose(file) < 0) {
+    lfs_h5_fail_lib(err, errlen, path, "cannot finish writing %s", tmp);
+    unlink(tmp);
+    return -1;
+  }
+  return lfs_h5_commit_closed_tmp(tmp, path, err, errlen);
 }
 
 void lfs_h5_discard_tmp(hid_t file, const char *tmp) {

@@ -1,15 +1,12 @@
 /* checkpoint.c: checkpoint files (layout in include/lfs/checkpoint.h, DESIGN §6):
- * generic named arrays and attributes under groups, parameter views written and
- * validated by name and shape, and the checkpoint directory (naming, newest
- * complete one, pruning).
+ * generic named arrays and attributes under groups, and parameter views written
+ * and validated by name and shape. The directory of checkpoints is
+ * checkpoint_dir.c.
  *
  * Built on the data layer's HDF5 helpers (src/data/data_internal.h): every public
  * function holds lfs_h5_lock() for its HDF5 calls; the *_locked functions expect
  * it held. Groups and datasets are created without timestamps. */
-#include <ctype.h>
 #include <errno.h>
-#include <fcntl.h>
-#include <dirent.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -25,6 +22,9 @@ struct lfs_ckpt {
   hid_t file;
   char *path;    /* the final name (messages always name it) */
   char *tmp;     /* while writing: the temporary file; NULL for a read handle */
+  MPI_Comm comm; /* a collective write: the writing ranks; else MPI_COMM_NULL */
+  int writer;    /* this rank writes array data (always, unless collective) */
+  char *deferred_error; /* collective: this rank's failed data write, reported at commit */
   lfs_ckpt_meta meta;
   char *config;  /* read: owned copies behind meta.config / meta.created */
   char *created;
@@ -207,6 +207,21 @@ static hid_t open_object(lfs_ckpt *h, const char *object, int create, char *err,
 
 /* ---- writing ---- */
 
+/* A collective handle's raw-data write, which only the writer makes: its failure
+ * must not make this rank skip the collective calls that follow, so it is kept
+ * for lfs_ckpt_commit, which then fails on every rank. */
+static void write_data_deferred(lfs_ckpt *h, const char *full, lfs_ckpt_type type, const void *data) {
+  if (h->deferred_error) return;
+  hid_t d = H5Dopen2(h->file, full, H5P_DEFAULT);
+  if (d < 0 || H5Dwrite(d, mem_type(type), H5S_ALL, H5S_ALL, H5P_DEFAULT, data) < 0) {
+    char msg[512];
+    lfs_h5_fail_lib(msg, sizeof msg, h->path, "cannot write dataset %s", full);
+    h->deferred_error = strdup(msg);
+    if (!h->deferred_error) lfs_fatal("out of memory");
+  }
+  lfs_h5_close_id(d);
+}
+
 static int write_array_locked(lfs_ckpt *h, const char *full, lfs_ckpt_type type, int ndim,
                               const int64_t *dims, const void *data, char *err, size_t errlen) {
   if (!h->tmp) return lfs_h5_fail(err, errlen, h->path, "%s: the checkpoint is open for reading", full);
@@ -225,8 +240,15 @@ static int write_array_locked(lfs_ckpt *h, const char *full, lfs_ckpt_type type,
   if (exists_locked(h->file, full))
     return lfs_h5_fail(err, errlen, h->path, "%s is written twice", full);
   if (make_groups(h, full, 0, err, errlen) != 0) return -1;
-  return lfs_h5_write_whole(h->file, h->path, full, file_type(type), mem_type(type), ndim, hd, NULL,
-                            data, err, errlen);
+  if (h->comm == MPI_COMM_NULL)
+    return lfs_h5_write_whole(h->file, h->path, full, file_type(type), mem_type(type), ndim, hd,
+                              NULL, data, err, errlen);
+  /* collective: every rank creates, the writer writes */
+  if (lfs_h5_write_whole(h->file, h->path, full, file_type(type), mem_type(type), ndim, hd, NULL,
+                         NULL, err, errlen) != 0)
+    return -1;
+  if (h->writer) write_data_deferred(h, full, type, data);
+  return 0;
 }
 
 static void iso_time_now(char *buf, size_t len) {
@@ -236,7 +258,9 @@ static void iso_time_now(char *buf, size_t len) {
     snprintf(buf, len, "unknown");
 }
 
-static int write_meta_locked(lfs_ckpt *h, const lfs_ckpt_meta *m, char *err, size_t errlen) {
+/* `created` is the time `now`, or absent when now is NULL. */
+static int write_meta_locked(lfs_ckpt *h, const lfs_ckpt_meta *m, const char *now, char *err,
+                             size_t errlen) {
   if (m->epoch < 0 || m->step < 0 || m->world_size < 1)
     return lfs_h5_fail(err, errlen, h->path, "bad checkpoint cursor: epoch %lld, step %lld, world size %d",
                        (long long)m->epoch, (long long)m->step, m->world_size);
@@ -249,38 +273,84 @@ static int write_meta_locked(lfs_ckpt *h, const lfs_ckpt_meta *m, char *err, siz
       lfs_h5_write_int_attr(f, p, "world_size", m->world_size, err, errlen) != 0 ||
       lfs_h5_write_str_attr(f, p, "config", m->config ? m->config : "", err, errlen) != 0)
     return -1;
-  if (m->write_created) {
-    char now[64];
-    iso_time_now(now, sizeof now);
-    if (lfs_h5_write_str_attr(f, p, "created", now, err, errlen) != 0) return -1;
-  }
-  return 0;
+  return now ? lfs_h5_write_str_attr(f, p, "created", now, err, errlen) : 0;
 }
 
 static void free_handle(lfs_ckpt *h) {
   free(h->path);
   free(h->tmp);
+  free(h->deferred_error);
   free(h->config);
   free(h->created);
   free(h);
 }
 
-lfs_ckpt *lfs_ckpt_create(const char *path, const lfs_ckpt_meta *meta, char *err, size_t errlen) {
+static lfs_ckpt *new_write_handle(const char *path, const lfs_ckpt_meta *meta, MPI_Comm comm) {
   lfs_ckpt *h = lfs_calloc(1, sizeof *h);
   h->path = strdup(path);
   if (!h->path) lfs_fatal("out of memory");
+  h->comm = comm;
+  h->writer = 1;
+  h->meta = *meta;
+  h->meta.config = h->meta.created = NULL;
+  return h;
+}
+
+lfs_ckpt *lfs_ckpt_create(const char *path, const lfs_ckpt_meta *meta, char *err, size_t errlen) {
+  lfs_ckpt *h = new_write_handle(path, meta, MPI_COMM_NULL);
+  char now[64];
+  if (meta->write_created) iso_time_now(now, sizeof now);
   lfs_h5_lock();
   h->file = lfs_h5_create_tmp(path, &h->tmp, err, errlen);
-  int rc = h->file < 0 ? -1 : write_meta_locked(h, meta, err, errlen);
+  int rc = h->file < 0 ? -1 : write_meta_locked(h, meta, meta->write_created ? now : NULL, err, errlen);
   if (rc != 0) lfs_h5_discard_tmp(h->file, h->tmp);
   lfs_h5_unlock();
   if (rc != 0) {
     free_handle(h);
     return NULL;
   }
-  h->meta = *meta;
-  h->meta.config = h->meta.created = NULL;
   return h;
+}
+
+int lfs_ckpt_collective_available(void) {
+#ifdef H5_HAVE_PARALLEL
+  return 1;
+#else
+  return 0;
+#endif
+}
+
+lfs_ckpt *lfs_ckpt_create_collective(const char *path, const lfs_ckpt_meta *meta, MPI_Comm comm,
+                                     char *err, size_t errlen) {
+#ifdef H5_HAVE_PARALLEL
+  lfs_ckpt *h = new_write_handle(path, meta, comm);
+  char now[64] = "";
+  if (meta->write_created) iso_time_now(now, sizeof now);
+  MPI_Bcast(now, sizeof now, MPI_CHAR, 0, comm); /* attributes must agree on every rank */
+  lfs_h5_lock();
+  h->file = lfs_h5_create_tmp_collective(path, comm, &h->tmp, err, errlen);
+  int rc = h->file < 0 ? -1 : write_meta_locked(h, meta, meta->write_created ? now : NULL, err, errlen);
+  if (h->file >= 0) {
+    int all;
+    MPI_Allreduce(&rc, &all, 1, MPI_INT, MPI_MIN, comm);
+    if (all != 0 && rc == 0) rc = lfs_h5_fail(err, errlen, path, "another rank could not start it");
+    if (rc != 0) lfs_h5_discard_tmp_collective(h->file, h->tmp, comm);
+  }
+  lfs_h5_unlock();
+  if (rc != 0) {
+    free_handle(h);
+    return NULL;
+  }
+  return h;
+#else
+  (void)meta, (void)comm;
+  lfs_h5_fail(err, errlen, path, "this build's HDF5 is serial: no collective writes");
+  return NULL;
+#endif
+}
+
+void lfs_ckpt_set_writer(lfs_ckpt *h, int writes) {
+  if (h->comm != MPI_COMM_NULL) h->writer = writes != 0;
 }
 
 int lfs_ckpt_write_array(lfs_ckpt *h, const char *name, lfs_ckpt_type type, int ndim,
@@ -371,10 +441,27 @@ int lfs_ckpt_commit(lfs_ckpt *h, char *err, size_t errlen) {
     lfs_ckpt_close(h);
     return -1;
   }
+  int rc, rank0 = 1;
   lfs_h5_lock();
-  int rc = lfs_h5_commit_tmp(h->file, h->tmp, h->path, err, errlen);
+#ifdef H5_HAVE_PARALLEL
+  if (h->comm != MPI_COMM_NULL) {
+    int rank, mine = h->deferred_error != NULL, any;
+    MPI_Comm_rank(h->comm, &rank);
+    rank0 = rank == 0;
+    MPI_Allreduce(&mine, &any, 1, MPI_INT, MPI_MAX, h->comm);
+    if (any) {
+      lfs_h5_discard_tmp_collective(h->file, h->tmp, h->comm);
+      if (mine) snprintf(err, errlen, "%s", h->deferred_error);
+      else lfs_h5_fail(err, errlen, h->path, "another rank could not write its part");
+      rc = -1;
+    } else {
+      rc = lfs_h5_commit_tmp_collective(h->file, h->tmp, h->path, h->comm, err, errlen);
+    }
+  } else
+#endif
+    rc = lfs_h5_commit_tmp(h->file, h->tmp, h->path, err, errlen);
   lfs_h5_unlock();
-  if (rc == 0) lfs_sync_dir_of(h->path);
+  if (rc == 0 && rank0) lfs_sync_dir_of(h->path);
   free_handle(h);
   return rc;
 }
@@ -632,182 +719,12 @@ char *lfs_ckpt_get_text(lfs_ckpt *h, const char *object, const char *name, char 
 void lfs_ckpt_close(lfs_ckpt *h) {
   if (!h) return;
   lfs_h5_lock();
+#ifdef H5_HAVE_PARALLEL
+  if (h->tmp && h->comm != MPI_COMM_NULL) lfs_h5_discard_tmp_collective(h->file, h->tmp, h->comm);
+  else
+#endif
   if (h->tmp) lfs_h5_discard_tmp(h->file, h->tmp);
   else lfs_h5_close_id(h->file);
   lfs_h5_unlock();
   free_handle(h);
-}
-
-/* ---- names and directories ---- */
-
-void lfs_ckpt_candidate_group(char *buf, size_t len, int candidate, const char *part) {
-  if (part && part[0]) snprintf(buf, len, "candidates/%d/%s", candidate, part);
-  else snprintf(buf, len, "candidates/%d", candidate);
-}
-
-char *lfs_ckpt_path(const char *dir, int64_t epoch, int64_t step) {
-  size_t len = strlen(dir) + 64;
-  char *p = lfs_malloc(len);
-  const char *sep = dir[0] && dir[strlen(dir) - 1] != '/' ? "/" : "";
-  snprintf(p, len, "%s%sckpt-e%04lld-s%06lld.h5", dir, sep, (long long)epoch, (long long)step);
-  return p;
-}
-
-/* Reads the decimal digits at *s (at least one, no sign) into *v. */
-static int parse_digits(const char **s, int64_t *v) {
-  const char *c = *s;
-  int64_t x = 0;
-  if (!isdigit((unsigned char)*c)) return 0;
-  for (; isdigit((unsigned char)*c); c++) {
-    if (x > (INT64_MAX - 9) / 10) return 0;
-    x = x * 10 + (*c - '0');
-  }
-  *s = c;
-  *v = x;
-  return 1;
-}
-
-/* Parses "ckpt-eE-sS.h5" followed by `tail` ("" for a final name). */
-static int parse_with_tail(const char *name, int64_t *epoch, int64_t *step, const char **tail) {
-  const char *c = name;
-  if (strncmp(c, "ckpt-e", 6) != 0) return 0;
-  c += 6;
-  if (!parse_digits(&c, epoch) || strncmp(c, "-s", 2) != 0) return 0;
-  c += 2;
-  if (!parse_digits(&c, step) || strncmp(c, ".h5", 3) != 0) return 0;
-  *tail = c + 3;
-  return 1;
-}
-
-int lfs_ckpt_parse_name(const char *basename, int64_t *epoch, int64_t *step) {
-  const char *tail;
-  return parse_with_tail(basename, epoch, step, &tail) && *tail == '\0';
-}
-
-/* A temporary file of lfs_h5_create_tmp: "<final name>.tmp-<pid>". */
-static int parse_tmp_name(const char *basename, int64_t *epoch, int64_t *step) {
-  const char *tail;
-  int64_t pid;
-  if (!parse_with_tail(basename, epoch, step, &tail) || strncmp(tail, ".tmp-", 5) != 0) return 0;
-  tail += 5;
-  return parse_digits(&tail, &pid) && *tail == '\0';
-}
-
-typedef struct {
-  int64_t epoch, step;
-  char *name;
-  int tmp;
-} dir_entry;
-
-/* Newest first. */
-static int cmp_entry(const void *a, const void *b) {
-  const dir_entry *x = a, *y = b;
-  if (x->epoch != y->epoch) return x->epoch > y->epoch ? -1 : 1;
-  if (x->step != y->step) return x->step > y->step ? -1 : 1;
-  return strcmp(x->name, y->name);
-}
-
-/* Checkpoint and temporary files of dir, newest first. Returns the count, 0 if dir
- * does not exist, -1 if it cannot be read. */
-static int scan_dir(const char *dir, dir_entry **out, char *err, size_t errlen) {
-  *out = NULL;
-  DIR *d = opendir(dir);
-  if (!d) {
-    if (errno == ENOENT) return 0;
-    return lfs_h5_fail(err, errlen, dir, "cannot read the checkpoint directory: %s", strerror(errno));
-  }
-  dir_entry *e = NULL;
-  int n = 0, cap = 0;
-  struct dirent *de;
-  errno = 0;
-  while ((de = readdir(d)) != NULL) {
-    dir_entry x = {0};
-    if (lfs_ckpt_parse_name(de->d_name, &x.epoch, &x.step)) x.tmp = 0;
-    else if (parse_tmp_name(de->d_name, &x.epoch, &x.step)) x.tmp = 1;
-    else continue;
-    e = lfs_grow(e, n, &cap, sizeof *e);
-    size_t len = strlen(dir) + strlen(de->d_name) + 2;
-    x.name = lfs_malloc(len);
-    snprintf(x.name, len, "%s%s%s", dir, dir[0] && dir[strlen(dir) - 1] != '/' ? "/" : "",
-             de->d_name);
-    e[n++] = x;
-    errno = 0;
-  }
-  int rerr = errno;
-  closedir(d);
-  if (rerr != 0) {
-    for (int i = 0; i < n; i++) free(e[i].name);
-    free(e);
-    return lfs_h5_fail(err, errlen, dir, "cannot read the checkpoint directory: %s", strerror(rerr));
-  }
-  if (n > 0) qsort(e, (size_t)n, sizeof *e, cmp_entry);
-  *out = e;
-  return n;
-}
-
-static void free_entries(dir_entry *e, int n) {
-  for (int i = 0; i < n; i++) free(e[i].name);
-  free(e);
-}
-
-/* 1 if the file is a complete checkpoint whose cursor matches its name; says why
- * not when `warn`. */
-static int valid_checkpoint(const dir_entry *e, int warn) {
-  char why[512];
-  lfs_h5_lock();
-  lfs_ckpt *h = open_locked(e->name, why, sizeof why);
-  int ok = h != NULL;
-  if (h && (h->meta.epoch != e->epoch || h->meta.step != e->step)) {
-    snprintf(why, sizeof why, "%s: holds epoch %lld step %lld, which does not match its name", e->name,
-             (long long)h->meta.epoch, (long long)h->meta.step);
-    ok = 0;
-  }
-  if (h) {
-    lfs_h5_close_id(h->file);
-    free_handle(h);
-  }
-  lfs_h5_unlock();
-  if (!ok && warn) lfs_warn("skipping checkpoint %s", why);
-  return ok;
-}
-
-int lfs_ckpt_newest(const char *dir, char **path, char *err, size_t errlen) {
-  *path = NULL;
-  dir_entry *e;
-  int n = scan_dir(dir, &e, err, errlen);
-  if (n < 0) return -1;
-  int found = 0;
-  for (int i = 0; i < n && !found; i++) {
-    if (e[i].tmp || !valid_checkpoint(&e[i], 1)) continue;
-    *path = e[i].name;
-    e[i].name = NULL;
-    found = 1;
-  }
-  free_entries(e, n);
-  return found;
-}
-
-int lfs_ckpt_prune(const char *dir, int keep, char *err, size_t errlen) {
-  if (keep < 1) return lfs_h5_fail(err, errlen, dir, "checkpoints to keep must be at least 1, not %d", keep);
-  dir_entry *e;
-  int n = scan_dir(dir, &e, err, errlen);
-  if (n < 0) return -1;
-  int kept = 0, removed = 0, rc = 0;
-  int64_t oldest_epoch = 0, oldest_step = 0;
-  for (int i = 0; i < n && rc == 0; i++) {
-    int older = kept == keep && (e[i].epoch < oldest_epoch ||
-                                 (e[i].epoch == oldest_epoch && e[i].step < oldest_step));
-    if (older) {
-      if (unlink(e[i].name) != 0 && errno != ENOENT)
-        rc = lfs_h5_fail(err, errlen, e[i].name, "cannot remove an old checkpoint: %s", strerror(errno));
-      else
-        removed++;
-    } else if (!e[i].tmp && kept < keep && valid_checkpoint(&e[i], 0)) {
-      kept++;
-      oldest_epoch = e[i].epoch;
-      oldest_step = e[i].step;
-    }
-  }
-  free_entries(e, n);
-  return rc == 0 ? removed : -1;
 }

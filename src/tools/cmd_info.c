@@ -31,6 +31,7 @@ static void print_build(void) {
 #endif
   lfs_info("  GEMM         : %s", lfs_cpu_gemm_describe());
   lfs_info("  CPU kernels  : %s", lfs_cpu_isa_name());
+  lfs_info("  HDF5         : %s", lfs_h5_library());
   lfs_info("  MPI ranks    : %d", lfs_world_size());
   lfs_info("  threads/rank : %d", lfs_get_threads());
 }

@@ -13,20 +13,18 @@
  * state from its group leader. A candidate whose loss turns NaN/Inf stops for
  * the epoch with reward -inf and is replaced by the winner.
  *
- * Checkpoints: after every epoch one file (all candidates share the state) with
- * the policy; on SIGUSR1/SIGTERM the ranks agree at the next step boundary and
- * rank 0 writes every candidate's state and its place in the epoch
- * (candidates/<i>/...), then all exit 3. `--resume auto` continues from either
- * kind; all randomness is keyed by (seed, epoch, candidate, step), so the
- * continuation is the run that was interrupted. */
-#include <limits.h>
+ * Checkpoints (search_checkpoint.c): after every epoch one file (all candidates
+ * share the state) with the policy; on SIGUSR1/SIGTERM the ranks agree at the
+ * next step boundary, write every candidate's state and its place in the epoch
+ * into one file and exit 3. `--resume auto` continues from either kind; all
+ * randomness is keyed by (seed, epoch, candidate, step), so the continuation is
+ * the run that was interrupted. */
 #include <math.h>
 #include <mpi.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "lfs/checkpoint.h"
 #include "lfs/log.h"
 #include "lfs/policy.h"
 #include "lfs/runlog.h"
@@ -37,36 +35,8 @@
 #include "tools/commands.h"
 #include "tools/run_common.h"
 
-typedef struct {
-  lfs_config *cfg;
-  char *config_text;
-  const char *resume;
-  char ckpt_dir[1024], runlog_path[1024];
-  const char *reward_pairs, *test_pairs;
-  int64_t epochs;
-  int warmup, log_every, keep;
-  int M, G, cand; /* candidates, ranks per candidate, this rank's candidate */
-  MPI_Comm group;
-  uint64_t seed;
-  lfs_space space;
-  lfs_policy policy;
-  int random_per_step;
-  lfs_head_cfg base_head;
-} search_run;
+#include "tools/search_run.h"
 
-/* One candidate's epoch so far (saved in a mid-epoch checkpoint). */
-typedef struct {
-  double loss_sum;
-  int64_t steps;
-  int diverged;
-  double u[LFS_SPACE_MAX_DIM]; /* the point it trains at (random_softmax: the step-0 draw) */
-} cand_epoch;
-
-/* What every rank learns of every candidate after an epoch (group leaders' copies). */
-typedef struct {
-  double reward, test, loss;
-  double u[LFS_SPACE_MAX_DIM];
-} cand_report;
 
 static void usage(void) {
   lfs_info("usage: mpiexec -n R lfsearch search -c FILE [--set section.key=value ...] [--resume auto|CHECKPOINT]\n"
@@ -92,8 +62,6 @@ static void parse(search_run *r, int argc, char **argv) {
   r->keep = (int)lfs_config_int(c, "checkpoint.keep");
   r->seed = (uint64_t)lfs_config_int(c, "run.seed");
   r->random_per_step = !strcmp(lfs_config_string(c, "search.random_per"), "step");
-  if (lfs_config_bool(c, "search.warmup_data_parallel"))
-    lfs_user_error("[search] warmup_data_parallel = true is not supported yet: set it to false");
   r->config_text = lfs_config_dump(c);
 }
 
@@ -142,162 +110,6 @@ static void use_point(const search_run *r, lfs_trainer *t, const double *u) {
     lfs_fatal("search space %s gave a bad loss: %s", lfs_space_name(r->space.kind), err);
 }
 
-/* ---- checkpoints ---------------------------------------------------------------- */
-
-/* The policy's arrays [d] as checkpoint names (policy/<name>). */
-typedef struct {
-  const char *name;
-  double *data;
-} policy_array;
-
-static int policy_arrays(lfs_policy *p, policy_array *out) {
-  const policy_array all[] = {{"policy/mu", p->mu},           {"policy/sigma", p->sigma},
-                              {"policy/adam_m_mu", p->m_mu},    {"policy/adam_v_mu", p->v_mu},
-                              {"policy/adam_m_sigma", p->m_sigma}, {"policy/adam_v_sigma", p->v_sigma}};
-  memcpy(out, all, sizeof all);
-  return (int)(sizeof all / sizeof all[0]);
-}
-
-static int write_policy(search_run *r, lfs_ckpt *h, char *err, size_t errlen) {
-  policy_array arrays[8];
-  const int n = policy_arrays(&r->policy, arrays);
-  const int64_t d = r->policy.dim;
-  for (int i = 0; i < n; i++)
-    if (lfs_ckpt_write_array(h, arrays[i].name, LFS_CKPT_F64, 1, &d, arrays[i].data, err, errlen))
-      return -1;
-  return lfs_ckpt_set_int(h, "policy", "adam_steps", r->policy.steps, err, errlen) ||
-                 lfs_ckpt_set_text(h, "search", "space", lfs_space_name(r->space.kind), err, errlen) ||
-                 lfs_ckpt_set_int(h, "search", "candidates", r->M, err, errlen) ||
-                 lfs_ckpt_set_int(h, "search", "dim", d, err, errlen)
-             ? -1
-             : 0;
-}
-
-static int read_policy(search_run *r, lfs_ckpt *h, char *err, size_t errlen) {
-  const int64_t d = r->policy.dim;
-  int64_t m = 0, dim = 0;
-  char *space = lfs_ckpt_get_text(h, "search", "space", err, errlen);
-  if (!space) return -1;
-  const int same_space = !strcmp(space, lfs_space_name(r->space.kind));
-  free(space);
-  if (lfs_ckpt_get_int(h, "search", "candidates", &m, err, errlen) ||
-      lfs_ckpt_get_int(h, "search", "dim", &dim, err, errlen))
-    return -1;
-  if (!same_space || m != r->M || dim != d)
-    return lfs_fail(err, errlen,
-                    "%s: a search of another space or candidate count (the configuration has %s, "
-                    "M = %d, d = %lld)",
-                    lfs_ckpt_file(h), lfs_space_name(r->space.kind), r->M, (long long)d);
-  policy_array arrays[8];
-  const int n = policy_arrays(&r->policy, arrays);
-  for (int i = 0; i < n; i++)
-    if (lfs_ckpt_read_array(h, arrays[i].name, LFS_CKPT_F64, 1, &d, arrays[i].data, err, errlen))
-      return -1;
-  return lfs_ckpt_get_int(h, "policy", "adam_steps", &r->policy.steps, err, errlen) ? -1 : 0;
-}
-
-/* Point-to-point transfer of a large float buffer in pieces MPI's int counts hold. */
-static void send_floats(const float *buf, size_t n, int dest) {
-  for (size_t at = 0; at < n; at += INT_MAX / 2) {
-    const int piece = (int)(n - at < INT_MAX / 2 ? n - at : INT_MAX / 2);
-    LFS_MPI_CHECK(MPI_Send(buf + at, piece, MPI_FLOAT, dest, 7, MPI_COMM_WORLD));
-  }
-}
-
-static void recv_floats(float *buf, size_t n, int src) {
-  for (size_t at = 0; at < n; at += INT_MAX / 2) {
-    const int piece = (int)(n - at < INT_MAX / 2 ? n - at : INT_MAX / 2);
-    LFS_MPI_CHECK(MPI_Recv(buf + at, piece, MPI_FLOAT, src, 7, MPI_COMM_WORLD, MPI_STATUS_IGNORE));
-  }
-}
-
-/* Collective. After an epoch (step 0): the shared state at the root. Mid-epoch
- * (step > 0): each candidate's state and epoch progress under candidates/<i>/,
- * sent to rank 0 by the group leaders. */
-static void checkpoint(search_run *r, const lfs_trainer *t, int64_t epoch, int64_t step,
-                       const cand_epoch *ce) {
-  char err[1024], *path = lfs_ckpt_path(r->ckpt_dir, epoch, step);
-  const int leader = t->rank == 0, world0 = lfs_world_rank() == 0;
-  const size_t nstate = lfs_trainer_state_floats(t);
-  float *buf = step && leader ? lfs_alloc_floats(nstate) : NULL;
-  int rc = 0;
-  if (step && leader && !world0) {
-    lfs_trainer_state_pack(t, buf);
-    send_floats(buf, nstate, 0);
-    const double meta[3] = {ce->loss_sum, (double)ce->steps, (double)ce->diverged};
-    const int64_t opt_steps = t->step;
-    LFS_MPI_CHECK(MPI_Send(meta, 3, MPI_DOUBLE, 0, 8, MPI_COMM_WORLD));
-    LFS_MPI_CHECK(MPI_Send(&opt_steps, 1, MPI_INT64_T, 0, 9, MPI_COMM_WORLD));
-  }
-  if (world0) {
-    const lfs_ckpt_meta meta = {.epoch = epoch, .step = step, .world_size = lfs_world_size(),
-                                .config = r->config_text, .write_created = 1};
-    lfs_ckpt *h = lfs_ckpt_create(path, &meta, err, sizeof err);
-    rc = !h || write_policy(r, h, err, sizeof err);
-    if (!rc && !step) rc = lfs_trainer_write_state(t, h, "", NULL, t->step, err, sizeof err);
-    for (int i = 0; !rc && step && i < r->M; i++) {
-      double progress[3] = {ce->loss_sum, (double)ce->steps, (double)ce->diverged};
-      int64_t opt_steps = t->step;
-      if (i == 0) {
-        lfs_trainer_state_pack(t, buf);
-      } else {
-        recv_floats(buf, nstate, i * r->G);
-        LFS_MPI_CHECK(MPI_Recv(progress, 3, MPI_DOUBLE, i * r->G, 8, MPI_COMM_WORLD, MPI_STATUS_IGNORE));
-        LFS_MPI_CHECK(MPI_Recv(&opt_steps, 1, MPI_INT64_T, i * r->G, 9, MPI_COMM_WORLD,
-                               MPI_STATUS_IGNORE));
-      }
-      char prefix[72], group[64];
-      lfs_ckpt_candidate_group(group, sizeof group, i, NULL);
-      snprintf(prefix, sizeof prefix, "%s/", group);
-      rc = lfs_trainer_write_state(t, h, prefix, buf, opt_steps, err, sizeof err) ||
-           lfs_ckpt_set_real(h, group, "epoch_loss_sum", progress[0], err, sizeof err) ||
-           lfs_ckpt_set_int(h, group, "epoch_steps", (int64_t)progress[1], err, sizeof err) ||
-           lfs_ckpt_set_int(h, group, "diverged", (int64_t)progress[2], err, sizeof err);
-    }
-    if (rc)
-      lfs_ckpt_close(h);
-    else
-      rc = lfs_ckpt_commit(h, err, sizeof err);
-    if (!rc && lfs_ckpt_prune(r->ckpt_dir, r->keep, err, sizeof err) < 0)
-      lfs_warn("pruning checkpoints: %s", err);
-  }
-  free(buf);
-  LFS_MPI_CHECK(MPI_Bcast(&rc, 1, MPI_INT, 0, MPI_COMM_WORLD));
-  if (rc) lfs_user_error("checkpoint %s: %s", path, world0 ? err : "rank 0 could not write it");
-  free(path);
-}
-
-/* --resume: loads the policy and this candidate's state; returns 1 if resumed. */
-static int resume_from(search_run *r, lfs_trainer *t, int64_t *epoch, int64_t *step,
-                       cand_epoch *ce) {
-  *epoch = 0, *step = 0;
-  char err[1024], *path = lfs_run_resume_path(r->resume, r->ckpt_dir);
-  if (!path) return 0;
-  lfs_ckpt *h = lfs_ckpt_open(path, err, sizeof err);
-  int rc = h ? 0 : -1;
-  if (h) {
-    *epoch = lfs_ckpt_info(h)->epoch, *step = lfs_ckpt_info(h)->step;
-    rc = read_policy(r, h, err, sizeof err);
-    if (!rc && !*step) rc = lfs_trainer_read_state(t, h, "", err, sizeof err);
-    if (!rc && *step) {
-      char group[64], prefix[72];
-      int64_t steps = 0, diverged = 0;
-      lfs_ckpt_candidate_group(group, sizeof group, r->cand, NULL);
-      snprintf(prefix, sizeof prefix, "%s/", group);
-      rc = lfs_trainer_read_state(t, h, prefix, err, sizeof err) ||
-           lfs_ckpt_get_real(h, group, "epoch_loss_sum", &ce->loss_sum, err, sizeof err) ||
-           lfs_ckpt_get_int(h, group, "epoch_steps", &steps, err, sizeof err) ||
-           lfs_ckpt_get_int(h, group, "diverged", &diverged, err, sizeof err);
-      ce->steps = steps, ce->diverged = (int)diverged;
-    }
-    lfs_ckpt_close(h);
-  }
-  if (lfs_run_any_rank(rc != 0)) lfs_user_error("--resume: %s", rc ? err : "another rank failed");
-  lfs_info("resumed from %s at epoch %lld, step %lld", path, (long long)*epoch, (long long)*step);
-  free(path);
-  return 1;
-}
-
 /* ---- one epoch ------------------------------------------------------------------ */
 
 /* LFS_TEST_DIVERGE="C:E" makes candidate C's loss non-finite at the first step
@@ -325,7 +137,7 @@ static int train_epoch(search_run *r, lfs_trainer *t, lfs_loader *l, int64_t epo
   lfs_loader_seek(l, epoch, step);
   for (; step < steps; step++) {
     if (lfs_run_stop_requested(epoch, step)) {
-      checkpoint(r, t, epoch, step, ce);
+      lfs_search_checkpoint(r, t, epoch, step, ce);
       rc = LFS_EXIT_SIGNAL;
       break;
     }
@@ -461,7 +273,7 @@ static void finish_epoch(search_run *r, lfs_trainer *t, lfs_runlog *log, int64_t
     lfs_policy_update(&r->policy, r->M, u, reward, NULL);
   lfs_trainer_broadcast_state(t, best * r->G, MPI_COMM_WORLD);
   const uint64_t checksum = check_same_state(t);
-  checkpoint(r, t, epoch + 1, 0, NULL);
+  lfs_search_checkpoint(r, t, epoch + 1, 0, NULL);
   const double wall = lfs_now() - m->start, rate = m->images * r->M / (wall > 0 ? wall : 1e-9);
   if (log) log_epoch(r, log, t, epoch, rep, best, &drawn_from, wall, rate);
   print_epoch(r, epoch, rep, best, &drawn_from, wall, rate);
@@ -499,7 +311,7 @@ int lfs_cmd_search(int argc, char **argv) {
   MPI_Barrier(MPI_COMM_WORLD);
   int64_t epoch, step;
   cand_epoch ce = {0};
-  const int resumed = resume_from(&r, &t, &epoch, &step, &ce);
+  const int resumed = lfs_search_resume(&r, &t, &epoch, &step, &ce);
   lfs_info("lfsearch search: space %s (d = %d), %d candidates x %d ranks, %s, %d classes, %dx%d, "
            "global batch %d per candidate, %lld steps/epoch, %d warm-up epochs",
            lfs_space_name(r.space.kind), r.space.dim, r.M, r.G, t.arch, t.K, size, size,

@@ -2,9 +2,9 @@
 # `lfsearch search` on a tiny synthetic dataset under 2 and 4 MPI ranks: the
 # per-epoch block (every candidate's u, a, equivalent margin, loss, reward; the
 # winner; the policy; one state checksum on every rank after the broadcast), the
-# run log and `lfsearch info run.h5`; a search stopped by SIGUSR1 mid-epoch and
-# resumed ends bit-identical to an uninterrupted one (checkpoint and run log,
-# timings aside); 2 candidates x 2 ranks equal 2 candidates x 1 rank with
+# run log and `lfsearch info run.h5`; a search stopped twice by SIGUSR1 mid-epoch
+# (mid-epoch checkpoints written by rank 0 and through parallel HDF5) and resumed
+# ends bit-identical to an uninterrupted one (checkpoint and run log, timings aside); 2 candidates x 2 ranks equal 2 candidates x 1 rank with
 # sync_bn; a diverged candidate gets reward -inf and the search goes on; a
 # SIGKILL leaves a readable log of the finished epochs; random_softmax never
 # moves its policy; bad configurations are exit 2 with the key named.
@@ -60,15 +60,36 @@ h5ls a/run.h5 > runlog.txt || fail "run.h5 is not readable"
 grep -qE '^u +Dataset \{3/Inf, 4\}' runlog.txt || { cat runlog.txt; fail "run.h5 /u is not [3, 4]"; }
 ok "run log: 3 epochs x 4 candidates; lfsearch info prints the per-epoch table"
 
-"$MPIEXEC" -n 4 "$LFSEARCH" search -c s.ini --set run.out_dir=b --set run.log_every=1 > stop.out 2>&1 &
-pid=$!
-for _ in $(seq 1 1200); do grep -q '^\[candidate 0\] epoch 3/3  step 4/' stop.out && break; sleep 0.05; done
-kill -USR1 "$pid"
-wait "$pid"; rc=$?
-[ "$rc" = 3 ] || { cat stop.out; fail "SIGUSR1: exit $rc, expected 3"; }
-mid=$(ls b/checkpoints | grep -v 's000000' | head -1)
-[ -n "$mid" ] || { ls b/checkpoints; fail "no mid-epoch checkpoint"; }
-h5ls -r "b/checkpoints/$mid" | grep -q '^/candidates/3/model' || fail "$mid lacks candidate 3's state"
+# stop_at OUT EPOCH STEP [ARGS...]: starts the 4-rank search into OUT, sends
+# SIGUSR1 once candidate 0 has logged step STEP of epoch EPOCH, expects exit 3
+# and sets $out to the output and $mid to the newest mid-epoch checkpoint.
+stop_at() {
+  local dir=$1 epoch=$2 step=$3
+  shift 3
+  "$MPIEXEC" -n 4 "$LFSEARCH" search -c s.ini --set run.out_dir="$dir" --set run.log_every=1 "$@" \
+    > stop.out 2>&1 &
+  local pid=$! rc
+  for _ in $(seq 1 1200); do grep -q "^\[candidate 0\] epoch $epoch/3  step $step/" stop.out && break; sleep 0.05; done
+  kill -USR1 "$pid"
+  wait "$pid"; rc=$?
+  out=$(cat stop.out)
+  [ "$rc" = 3 ] || { echo "$out"; fail "SIGUSR1: exit $rc, expected 3"; }
+  mid=$(ls "$dir/checkpoints" | grep -v 's000000' | tail -1)
+  [ -n "$mid" ] || { ls "$dir/checkpoints"; fail "no mid-epoch checkpoint"; }
+  h5ls -r "$dir/checkpoints/$mid" | grep -q '^/candidates/3/model' || fail "$mid lacks candidate 3's state"
+}
+# the first stop takes the serial-HDF5 path (rank 0 gathers), the second the
+# parallel one (each group leader writes its candidate) where the build has it
+LFS_TEST_GATHERED_CHECKPOINT=1 stop_at b 2 4
+expect "4 candidates' states, gathered to rank 0 (serial HDF5)"
+first=$mid
+stop_at b 3 4 --resume auto
+expect "resumed from b/checkpoints/$first"
+if grep -q 'HDF5 *: .*, parallel' <<<"$("$LFSEARCH" info)"; then
+  expect "4 candidates' states, each written by its group leader (parallel HDF5)"
+else
+  echo "# this build's HDF5 is serial: both stops took the gathered path"
+fi
 run 0 "$LFSEARCH" info "b/checkpoints/$mid"
 expect "(stopped inside the epoch)"; expect "4 states of the interrupted epoch"
 expect_re '^  search +: search_softmax, 4 candidates; policy mu\[0\] -?0\.[0-9]+, sigma\[0\] 0\.2000'
@@ -82,7 +103,7 @@ done
 for d in /u /a /reward /train_loss /chosen /mu /sigma /lr /metrics/test_acc; do
   h5diff a/run.h5 b/run.h5 $d $d || fail "resumed run log $d differs"
 done
-ok "stopped at $mid by SIGUSR1 (exit 3), resumed: bit-identical checkpoint and run log"
+ok "stopped by SIGUSR1 at $first and again at $mid (exit 3 each), resumed: bit-identical checkpoint and run log"
 
 # Group equivalence. Data-parallel training of this tiny problem amplifies
 # rounding quickly (the per-step losses of `lfsearch train` on 1 and 2 ranks part
