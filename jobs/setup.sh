@@ -15,21 +15,40 @@ LFS_PACKAGES="gcc make autoconf automake libtool autoconf-archive pkg-config
 export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
 export OMPI_MCA_rmaps_base_oversubscribe=1
 
-lfs_install_packages() {
-  local missing=() p
-  for p in $LFS_PACKAGES; do
-    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+# Only the test suite needs these (tests/run-all.sh sets LFS_WITH_TEST_PACKAGES=1):
+# a private Slurm for the Slurm test, which skips, saying why, when they are missing.
+LFS_TEST_PACKAGES="slurmctld slurmd slurm-client munge"
+
+lfs_missing_packages() {
+  local p
+  for p in "$@"; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || echo "$p"
   done
-  [ ${#missing[@]} -eq 0 ] && return 0
+}
+
+lfs_install_packages() {
+  local missing optional
+  missing=$(lfs_missing_packages $LFS_PACKAGES)
+  optional=
+  [ "${LFS_WITH_TEST_PACKAGES:-0}" = 1 ] && optional=$(lfs_missing_packages $LFS_TEST_PACKAGES)
+  [ -z "$missing$optional" ] && return 0
   if [ "$(id -u)" != 0 ]; then
-    echo "setup: missing Debian packages: ${missing[*]}" >&2
-    echo "setup: run as root, or: sudo apt-get install ${missing[*]}" >&2
+    [ -z "$missing" ] && { echo "setup: not root: not installing $(echo $optional) (their test will skip)"; return 0; }
+    echo "setup: missing Debian packages: $(echo $missing)" >&2
+    echo "setup: run as root, or: sudo apt-get install $(echo $missing)" >&2
     exit 1
   fi
-  echo "setup: installing ${missing[*]}"
   export DEBIAN_FRONTEND=noninteractive
   apt-get update -qq
-  apt-get install -y -qq "${missing[@]}" >/dev/null
+  if [ -n "$missing" ]; then
+    echo "setup: installing $(echo $missing)"
+    apt-get install -y -qq $missing >/dev/null
+  fi
+  if [ -n "$optional" ]; then
+    echo "setup: installing $(echo $optional) (for the tests)"
+    apt-get install -y -qq --no-install-recommends $optional >/dev/null ||
+      echo "setup: could not install $(echo $optional): their test will skip"
+  fi
 }
 
 lfs_build() {

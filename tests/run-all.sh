@@ -1,6 +1,6 @@
 #!/bin/bash
 # run-all.sh: the whole test suite from a fresh machine. Installs what is
-# missing, builds warning-free (-Werror) with everything configure finds (CUDA
+# missing (with Slurm and munge for the Slurm test), builds warning-free (-Werror) with everything configure finds (CUDA
 # included when present), runs `make check`, runs the unit tests again in a
 # CPU-only AddressSanitizer + UBSan build, and runs `make distcheck`. Ends with
 # automake's counts summed over all of it: "N passed, N failed".
@@ -13,7 +13,7 @@ export OPENBLAS_NUM_THREADS=1 OMP_NUM_THREADS=1
 passed=0 failed=0 skipped=0
 
 # Packages, autoreconf, configure, a warning-free build (-Werror).
-if ! LFS_CFLAGS="-g -O3 -Werror" bash "$LFS_ROOT/jobs/setup.sh"; then
+if ! LFS_WITH_TEST_PACKAGES=1 LFS_CFLAGS="-g -O3 -Werror" bash "$LFS_ROOT/jobs/setup.sh"; then
   echo "setup or build failed"
   echo "0 passed, 1 failed"
   exit 1

@@ -100,6 +100,13 @@ int lfs_trainer_init(lfs_trainer *t, const lfs_config *cfg, int classes, int64_t
   t->sync_bn = lfs_config_bool(cfg, "model.sync_bn");
   t->clip_norm = lfs_config_real(cfg, "optim.clip_norm");
   t->K = classes;
+  if (strcmp(lfs_config_string(cfg, "run.backend"), "cpu") != 0) {
+    snprintf(err, errlen,
+             "[run] backend = %s: this version trains on the CPU backend only (its CUDA code lists "
+             "devices but does not train yet); set backend = cpu",
+             lfs_config_string(cfg, "run.backend"));
+    return -1;
+  }
   if (t->global_batch % t->ranks) {
     snprintf(err, errlen, "[data] batch_size = %d is not divisible by the %d ranks", t->global_batch,
              t->ranks);

@@ -156,8 +156,8 @@ int lfs_cmd_demo(int argc, char **argv) {
                       sizeof err) != 0)
     lfs_user_error("demo network: %s", err);
   lfs_graph_init_params(&g, o.seed);
-  lfs_info("lfsearch demo: the loss search is not built yet; this trains the residual demo network\n"
-           "on synthetic random data instead (%d ranks, global batch %d, %dx%d images, %d classes,\n"
+  lfs_info("lfsearch demo: a smoke run of the build: the residual demo network trained on\n"
+           "synthetic random data (the loss search on synthetic faces is jobs/demo.sh) (%d ranks, global batch %d, %dx%d images, %d classes,\n"
            "%zu trainable parameters, %.1f MMAC per image)",
            lfs_world_size(), o.batch, o.size, o.size, o.classes, lfs_params_trainable(&g.params),
            lfs_graph_macs(&g) / o.local_batch * 1e-6);

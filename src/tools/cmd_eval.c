@@ -60,10 +60,13 @@ static lfs_config *checkpoint_config(const char *path, int *classes) {
   if (lfs_config_load_stored(cfg, lfs_ckpt_info(h)->config, path, err, sizeof err) != 0)
     lfs_user_error("--checkpoint: its configuration: %s", err);
   lfs_ckpt_close(h);
-  /* evaluation batches: a few images per rank, whatever the training batch was */
+  /* evaluation batches: a few images per rank, whatever the training batch was;
+   * evaluation runs on the CPU backend whatever the training ran on */
   char set[64];
   snprintf(set, sizeof set, "data.batch_size=%d", eval_batch_per_rank * lfs_world_size());
-  if (lfs_config_set(cfg, set, err, sizeof err) != 0) lfs_fatal("%s", err);
+  if (lfs_config_set(cfg, set, err, sizeof err) != 0 ||
+      lfs_config_set(cfg, "run.backend=cpu", err, sizeof err) != 0)
+    lfs_fatal("%s", err);
   return cfg;
 }
 

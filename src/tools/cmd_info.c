@@ -51,6 +51,9 @@ static void print_devices(void) {
                     "%s: GPU %d: %s, compute capability %d.%d, %.1f GiB, %d SMs\n", host,
                     devs[i].ordinal, devs[i].name, devs[i].cc_major, devs[i].cc_minor,
                     devs[i].memory_gib, devs[i].multiprocessors);
+  if (n > 0 && off < sizeof line)
+    snprintf(line + off, sizeof line - off, "%s: node rank %d of %d: GPU %d\n", host,
+             lfs_node_rank(), lfs_node_size(), lfs_node_rank() % n);
   int rank = lfs_world_rank(), size = lfs_world_size();
   if (rank != 0) {
     LFS_MPI_CHECK(MPI_Send(line, (int)sizeof line, MPI_CHAR, 0, 0, MPI_COMM_WORLD));

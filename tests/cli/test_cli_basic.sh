@@ -52,4 +52,11 @@ run 2 "$LFSEARCH" bench --threads 0
 expect '--threads: "0" is not a whole number in [1, 1024]'; ok "bench rejects a bad thread count"
 run 2 "$LFSEARCH" bench --reps
 expect '--reps: "" is not a whole number'; ok "bench rejects a missing value"
+
+# inside a Slurm step, MPI must see every task: a world of 1 where Slurm started 4
+# is a launch without MPI wiring (srun without --mpi=pmix)
+SLURM_STEP_ID=0 SLURM_NTASKS=4 run 2 "$LFSEARCH" info
+expect "Slurm started 4 tasks (SLURM_NTASKS) but MPI sees 1 rank: launch with \`srun --mpi=pmix\`"
+SLURM_STEP_ID=0 SLURM_NTASKS=1 run 0 "$LFSEARCH" info
+ok "a Slurm step whose MPI world is not SLURM_NTASKS ranks is refused (exit 2)"
 echo "$checks checks passed"

@@ -2,7 +2,7 @@
 # Configuration errors reach the user once, name the file, line, section, key
 # and allowed values, and exit 2; overrides beat the file.
 source "$(dirname "$0")/common.sh"
-DEMO=$LFS_SRCDIR/jobs/configs/demo.ini
+DEMO=$LFS_SRCDIR/jobs/configs/smoke.ini
 
 printf '[run]\nseed = 3\n\n[optim]\nlr = fast\n' > bad_number.ini
 run 2 "$LFSEARCH" demo -c bad_number.ini

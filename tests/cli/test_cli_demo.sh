@@ -2,7 +2,7 @@
 # The demo learns (data parallel on 2 ranks): training accuracy at the end is far
 # above chance and the loss falls; SIGUSR1 stops a run with exit code 3.
 source "$(dirname "$0")/common.sh"
-DEMO=$LFS_SRCDIR/jobs/configs/demo.ini
+DEMO=$LFS_SRCDIR/jobs/configs/smoke.ini
 
 run 0 "$MPIEXEC" -n 2 "$LFSEARCH" demo -c "$DEMO" --set run.steps=40
 echo "$out"
