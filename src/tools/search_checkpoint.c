@@ -97,17 +97,26 @@ static lfs_ckpt_meta checkpoint_meta(const search_run *r, int64_t epoch, int64_t
                          .config = r->config_text, .write_created = 1};
 }
 
+/* Commits h after writing succeeded (rc 0), else discards it; -1 if there is no
+ * checkpoint afterwards. h may be NULL (a failed create). */
+static int commit_unless_failed(lfs_ckpt *h, int rc, char *err, size_t errlen) {
+  if (!h) return -1;
+  if (rc) {
+    lfs_ckpt_close(h);
+    return -1;
+  }
+  return lfs_ckpt_commit(h, err, errlen);
+}
+
 /* Rank 0 alone: after an epoch every candidate holds the winner's state. */
 static int write_epoch_end(search_run *r, const lfs_trainer *t, const char *path,
                            int64_t epoch, char *err, size_t errlen) {
   const lfs_ckpt_meta meta = checkpoint_meta(r, epoch, 0);
   lfs_ckpt *h = lfs_ckpt_create(path, &meta, err, errlen);
   if (!h) return -1;
-  if (write_policy(r, h, err, errlen) || lfs_trainer_write_state(t, h, "", NULL, t->step, err, errlen)) {
-    lfs_ckpt_close(h);
-    return -1;
-  }
-  return lfs_ckpt_commit(h, err, errlen);
+  const int rc = write_policy(r, h, err, errlen) ||
+                 lfs_trainer_write_state(t, h, "", NULL, t->step, err, errlen);
+  return commit_unless_failed(h, rc, err, errlen);
 }
 
 /* Every rank, through parallel HDF5: each group leader writes its candidate's
@@ -126,12 +135,7 @@ static int write_mid_epoch_collective(search_run *r, const lfs_trainer *t, const
     rc = write_candidate(t, h, i, NULL, all + (size_t)i * r->G * PROGRESS_N, err, errlen);
   }
   free(all);
-  if (!h) return -1;
-  if (rc) {
-    lfs_ckpt_close(h);
-    return -1;
-  }
-  return lfs_ckpt_commit(h, err, errlen);
+  return commit_unless_failed(h, rc, err, errlen);
 }
 
 /* Point-to-point transfer of a large float buffer in pieces MPI's int counts hold. */
@@ -179,12 +183,7 @@ static int write_mid_epoch_gathered(search_run *r, const lfs_trainer *t, const c
     if (!rc) rc = write_candidate(t, h, i, buf, progress, err, errlen);
   }
   free(buf);
-  if (!h) return -1;
-  if (rc) {
-    lfs_ckpt_close(h);
-    return -1;
-  }
-  return lfs_ckpt_commit(h, err, errlen);
+  return commit_unless_failed(h, rc, err, errlen);
 }
 
 /* LFS_TEST_GATHERED_CHECKPOINT=1 takes the serial-HDF5 path even where HDF5 is
