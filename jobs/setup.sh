@@ -15,6 +15,10 @@ LFS_PACKAGES="gcc make autoconf automake libtool autoconf-archive pkg-config
 export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
 export OMPI_MCA_rmaps_base_oversubscribe=1
 
+# The analysis scripts (analysis/report) need these; installed without the
+# packages they merely recommend (a GUI toolkit among them).
+LFS_PY_PACKAGES="python3-numpy python3-h5py python3-matplotlib"
+
 # Only the test suite needs these (tests/run-all.sh sets LFS_WITH_TEST_PACKAGES=1):
 # a private Slurm for the Slurm test, which skips, saying why, when they are missing.
 LFS_TEST_PACKAGES="slurmctld slurmd slurm-client munge"
@@ -27,15 +31,16 @@ lfs_missing_packages() {
 }
 
 lfs_install_packages() {
-  local missing optional
+  local missing python optional
   missing=$(lfs_missing_packages $LFS_PACKAGES)
+  python=$(lfs_missing_packages $LFS_PY_PACKAGES)
   optional=
   [ "${LFS_WITH_TEST_PACKAGES:-0}" = 1 ] && optional=$(lfs_missing_packages $LFS_TEST_PACKAGES)
-  [ -z "$missing$optional" ] && return 0
+  [ -z "$missing$python$optional" ] && return 0
   if [ "$(id -u)" != 0 ]; then
-    [ -z "$missing" ] && { echo "setup: not root: not installing $(echo $optional) (their test will skip)"; return 0; }
-    echo "setup: missing Debian packages: $(echo $missing)" >&2
-    echo "setup: run as root, or: sudo apt-get install $(echo $missing)" >&2
+    [ -z "$missing$python" ] && { echo "setup: not root: not installing $(echo $optional) (their test will skip)"; return 0; }
+    echo "setup: missing Debian packages: $(echo $missing $python)" >&2
+    echo "setup: run as root, or: sudo apt-get install $(echo $missing $python)" >&2
     exit 1
   fi
   export DEBIAN_FRONTEND=noninteractive
@@ -43,6 +48,10 @@ lfs_install_packages() {
   if [ -n "$missing" ]; then
     echo "setup: installing $(echo $missing)"
     apt-get install -y -qq $missing >/dev/null
+  fi
+  if [ -n "$python" ]; then
+    echo "setup: installing $(echo $python)"
+    apt-get install -y -qq --no-install-recommends $python >/dev/null
   fi
   if [ -n "$optional" ]; then
     echo "setup: installing $(echo $optional) (for the tests)"
