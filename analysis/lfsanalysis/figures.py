@@ -59,7 +59,8 @@ def rewards(run, path):
         ax.plot(ep, _percent(test), "-s", color="tab:orange", ms=4, label="test accuracy (%s)" % name)
     ax.set_ylabel("verification accuracy (%)")
     _integer_epochs(ax)
-    ax.set_title("%s: rewards per epoch (%s)" % (run.name, run.kind))
+    what = "rewards" if run.is_search else "validation and test accuracy"
+    ax.set_title("%s: %s per epoch (%s)" % (run.name, what, run.kind))
     ax.grid(alpha=0.3)
     ax.legend(loc="lower right")
     return _finish(fig, path)

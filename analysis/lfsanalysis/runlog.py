@@ -117,23 +117,24 @@ class Run:
     def setting(self, section, key, default=""):
         return self.config.get((section, key), default)
 
+    def number(self, section, key, default, kind=int):
+        """A numeric setting; default when absent or malformed."""
+        try:
+            return kind(self.setting(section, key, str(default)))
+        except ValueError:
+            return default
+
     @property
     def epochs_logged(self):
         return len(self.epoch)
 
     @property
     def epochs_planned(self):
-        try:
-            return int(self.setting("optim", "epochs", "0"))
-        except ValueError:
-            return 0
+        return self.number("optim", "epochs", 0)
 
     @property
     def warmup_epochs(self):
-        try:
-            return int(self.setting("search", "warmup_epochs", "0")) if self.is_search else 0
-        except ValueError:
-            return 0
+        return self.number("search", "warmup_epochs", 0) if self.is_search else 0
 
     @property
     def is_search(self):
@@ -149,10 +150,7 @@ class Run:
 
     @property
     def scale(self):
-        try:
-            return float(self.setting("head", "scale", "32"))
-        except ValueError:
-            return 32.0
+        return self.number("head", "scale", 32.0, float)
 
     @property
     def name(self):
@@ -192,10 +190,7 @@ class Run:
         """A name per policy dimension: AM-LFS's slopes and intercepts per interval
         (DESIGN 1.5), else u or u[k]."""
         if self.space == "amlfs":
-            try:
-                n = int(self.setting("search", "intervals", "6"))
-            except ValueError:
-                n = 0
+            n = self.number("search", "intervals", 6)
             if n > 0 and self.d in (2 * n, 4 * n):
                 parts = [r"$\alpha_{%d}$", r"$\beta_{%d}$", r"$\tau\ \alpha'_{%d}$", r"$\tau\ \beta'_{%d}$"]
                 return [(parts[k // n] % (k % n)) + " (interval %d)" % (k % n) for k in range(self.d)]
