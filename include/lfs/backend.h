@@ -121,8 +121,17 @@ int lfs_cpu_gemm_select(const char *name);
  * benchmarks. */
 int lfs_cpu_isa_select(const char *name);
 const char *lfs_cpu_isa_name(void);
-/* A backend by name ("cpu", "cuda"); NULL if it is not built in. */
+/* A backend by name ("cpu", "cuda"); NULL if it is not built in or, for cuda,
+ * no GPU is usable. */
 lfs_backend *lfs_backend_get(const char *name);
+/* The CUDA backend (built with --with-cuda) on the GPU of this rank's node-local
+ * index modulo the node's GPUs, created on first use. NULL, with the reason in
+ * why, where CUDA is not built in or no GPU is usable. */
+lfs_backend *lfs_backend_cuda(char *why, size_t whylen);
+/* TF32 tensor-core math in the CUDA backend's GEMMs and convolutions: on by
+ * default, LFS_CUDA_TF32=0 turns it off for a process; parity tests turn it off. */
+void lfs_cuda_set_tf32(lfs_backend *be, int on);
+int lfs_cuda_tf32(lfs_backend *be);
 
 /* Accelerator discovery for `lfsearch info --devices`. */
 typedef struct {

@@ -1,7 +1,13 @@
-/* backend.c: the backend registry and geometry shared by every backend. */
+/* backend.c: the backend registry and geometry shared by every backend; the
+ * CUDA entry points' stand-ins when CUDA is not built in. */
 #include "lfs/backend.h"
 
+#include <stdio.h>
 #include <string.h>
+
+#ifdef HAVE_CONFIG_H
+#include "config.h"
+#endif
 
 int lfs_conv_desc_init(lfs_conv_desc *d) {
   if (d->n <= 0 || d->in_c <= 0 || d->in_h <= 0 || d->in_w <= 0 || d->out_c <= 0) return -1;
@@ -16,5 +22,24 @@ int lfs_conv_desc_init(lfs_conv_desc *d) {
 
 lfs_backend *lfs_backend_get(const char *name) {
   if (strcmp(name, "cpu") == 0) return lfs_backend_cpu();
-  return NULL; /* the CUDA compute backend registers here once it has kernels */
+  if (strcmp(name, "cuda") == 0) return lfs_backend_cuda(NULL, 0);
+  return NULL;
 }
+
+#ifndef HAVE_CUDA
+/* Without CUDA: no GPU backend (src/backend/cuda/ is not compiled). */
+lfs_backend *lfs_backend_cuda(char *why, size_t whylen) {
+  if (why) snprintf(why, whylen, "this build has no CUDA support (configure --with-cuda)");
+  return NULL;
+}
+
+void lfs_cuda_set_tf32(lfs_backend *be, int on) {
+  (void)be;
+  (void)on;
+}
+
+int lfs_cuda_tf32(lfs_backend *be) {
+  (void)be;
+  return 0;
+}
+#endif

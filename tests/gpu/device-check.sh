@@ -37,5 +37,7 @@ step() {
 nvidia-smi -L
 step "$BUILD/lfsearch" info --devices
 step "$BUILD/tests/gpu/test_gpu_devices"
+# every backend op and a training-mode pass of tiny and r18 against the CPU
+step "$BUILD/tests/gpu/test_cuda_parity"
 echo "device-check: $([ $status = 0 ] && echo PASS || echo FAIL)"
 exit $status

@@ -1,0 +1,154 @@
+/* cuda_backend.cu: the CUDA backend: one context per process on the GPU of the
+ * rank's node-local index, device memory, checked calls with useful messages,
+ * and the function table of include/lfs/backend.h. Kernels live in
+ * cuda_pointwise.cu and cuda_norm.cu, convolutions (cuDNN) in cuda_conv.cu. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "backend/cuda/cuda_internal.h"
+
+void lfs_cuda_fail(const char *what, const char *error, const char *file, int line) {
+  lfs_fatal_at(file, line, "CUDA: %s failed: %s", what, error);
+}
+
+static lfs_cuda_ctx *ctx_of(lfs_backend *be) { return lfs_cuda_ctx_of(be); }
+
+/* Out of memory names the request and what the device has left. */
+static float *cuda_alloc(lfs_backend *be, size_t count) {
+  void *p = NULL;
+  const size_t bytes = (count ? count : 1) * sizeof(float);
+  cudaError_t rc = cudaMalloc(&p, bytes);
+  if (rc != cudaSuccess) {
+    size_t free_b = 0, total_b = 0;
+    cudaMemGetInfo(&free_b, &total_b);
+    lfs_fatal("CUDA: cannot allocate %.1f MiB on GPU %d (%s; %.1f of %.1f MiB free)",
+              bytes / 1048576.0, ctx_of(be)->device, cudaGetErrorString(rc), free_b / 1048576.0,
+              total_b / 1048576.0);
+  }
+  LFS_CUDA_CHECK(cudaMemset(p, 0, bytes));
+  return (float *)p;
+}
+
+static void cuda_free(lfs_backend *be, float *p) {
+  (void)be;
+  if (p) LFS_CUDA_CHECK(cudaFree(p));
+}
+
+static void cuda_upload(lfs_backend *be, float *dst, const float *src, size_t count) {
+  (void)be;
+  if (count) LFS_CUDA_CHECK(cudaMemcpy(dst, src, count * sizeof(float), cudaMemcpyHostToDevice));
+}
+
+static void cuda_download(lfs_backend *be, float *dst, const float *src, size_t count) {
+  (void)be;
+  if (count) LFS_CUDA_CHECK(cudaMemcpy(dst, src, count * sizeof(float), cudaMemcpyDeviceToHost));
+}
+
+void *lfs_cuda_workspace(lfs_cuda_ctx *c, size_t bytes) {
+  if (bytes <= c->workspace_bytes) return c->workspace;
+  if (c->workspace) LFS_CUDA_CHECK(cudaFree(c->workspace));
+  c->workspace = NULL;
+  c->workspace_bytes = 0;
+  cudaError_t rc = cudaMalloc(&c->workspace, bytes);
+  if (rc != cudaSuccess) {
+    size_t free_b = 0, total_b = 0;
+    cudaMemGetInfo(&free_b, &total_b);
+    lfs_fatal("CUDA: cannot allocate a %.1f MiB cuDNN workspace on GPU %d (%s; %.1f MiB free)",
+              bytes / 1048576.0, c->device, cudaGetErrorString(rc), free_b / 1048576.0);
+  }
+  c->workspace_bytes = bytes;
+  return c->workspace;
+}
+
+double *lfs_cuda_reduce_scratch(lfs_cuda_ctx *c, size_t count) {
+  if (count <= c->reduce_count) return c->reduce;
+  if (c->reduce) LFS_CUDA_CHECK(cudaFree(c->reduce));
+  LFS_CUDA_CHECK(cudaMalloc((void **)&c->reduce, count * sizeof(double)));
+  c->reduce_count = count;
+  return c->reduce;
+}
+
+static const lfs_backend_ops cuda_ops = {
+    /* .name */ "cuda",
+    cuda_alloc,
+    cuda_free,
+    cuda_upload,
+    cuda_download,
+    lfs_cuda_fill,
+    lfs_cuda_axpy,
+    lfs_cuda_conv2d_forward,
+    lfs_cuda_conv2d_backward,
+    lfs_cuda_batchnorm_sums,
+    lfs_cuda_batchnorm_sqdev,
+    lfs_cuda_batchnorm_apply,
+    lfs_cuda_batchnorm_grad_sums,
+    lfs_cuda_batchnorm_backward_apply,
+    lfs_cuda_prelu_forward,
+    lfs_cuda_prelu_backward,
+    lfs_cuda_linear_forward,
+    lfs_cuda_linear_backward,
+    lfs_cuda_add_forward,
+    lfs_cuda_dropout_forward,
+    lfs_cuda_dropout_backward,
+    lfs_cuda_l2norm_forward,
+    lfs_cuda_l2norm_backward,
+};
+
+static void apply_math_mode(lfs_cuda_ctx *c) {
+  LFS_CUBLAS_CHECK(cublasSetMathMode(c->blas, c->tf32 ? CUBLAS_TF32_TENSOR_OP_MATH : CUBLAS_DEFAULT_MATH));
+}
+
+/* LFS_CUDA_TF32=0 turns TF32 off (full float32 products) for the whole process. */
+static int tf32_default(void) {
+  const char *e = getenv("LFS_CUDA_TF32");
+  return !(e && !strcmp(e, "0"));
+}
+
+static lfs_backend cuda_backend;
+static lfs_cuda_ctx cuda_ctx;
+static int cuda_state; /* 0 untried, 1 ready, -1 unusable */
+static char cuda_why[256];
+
+static int create(void) {
+  int count = 0;
+  cudaError_t rc = cudaGetDeviceCount(&count);
+  if (rc != cudaSuccess || count == 0) {
+    snprintf(cuda_why, sizeof cuda_why, "%s",
+             rc != cudaSuccess ? cudaGetErrorString(rc) : "the CUDA runtime reports no devices");
+    return -1;
+  }
+  lfs_cuda_ctx *c = &cuda_ctx;
+  memset(c, 0, sizeof *c);
+  c->device = lfs_node_rank() % count; /* one GPU per rank on a node */
+  rc = cudaSetDevice(c->device);
+  if (rc != cudaSuccess) {
+    snprintf(cuda_why, sizeof cuda_why, "cannot use GPU %d: %s", c->device, cudaGetErrorString(rc));
+    return -1;
+  }
+  LFS_CUBLAS_CHECK(cublasCreate(&c->blas));
+  LFS_CUDNN_CHECK(cudnnCreate(&c->dnn));
+  c->tf32 = tf32_default();
+  apply_math_mode(c);
+  cuda_backend.ops = &cuda_ops;
+  cuda_backend.ctx = c;
+  cuda_backend.device = c->device;
+  return 1;
+}
+
+extern "C" lfs_backend *lfs_backend_cuda(char *why, size_t whylen) {
+  if (cuda_state == 0) cuda_state = create();
+  if (cuda_state < 0) {
+    if (why) snprintf(why, whylen, "%s", cuda_why);
+    return NULL;
+  }
+  return &cuda_backend;
+}
+
+extern "C" void lfs_cuda_set_tf32(lfs_backend *be, int on) {
+  lfs_cuda_ctx *c = ctx_of(be);
+  c->tf32 = on != 0;
+  apply_math_mode(c);
+}
+
+extern "C" int lfs_cuda_tf32(lfs_backend *be) { return ctx_of(be)->tf32; }

@@ -1,0 +1,151 @@
+/* cuda_conv.cu: 2-D convolution through cuDNN. Each geometry (an lfs_conv_desc)
+ * gets a plan on first use: tensor, filter and convolution descriptors, and the
+ * forward, backward-data and backward-filter algorithms cuDNN's heuristics rank
+ * first among those whose workspace fits, kept for the life of the process. The
+ * workspace is the context's, grown to the largest plan. Backward accumulates
+ * (beta = 1), as every backward of the interface does. */
+#include <string.h>
+
+#include "backend/cuda/cuda_internal.h"
+
+/* A workspace above this is not worth it for one convolution. */
+static const size_t max_workspace = (size_t)1 << 30;
+
+struct lfs_cuda_conv_plan {
+  lfs_conv_desc d;
+  int math_tf32;
+  cudnnTensorDescriptor_t x, y, bias;
+  cudnnFilterDescriptor_t w;
+  cudnnConvolutionDescriptor_t conv;
+  cudnnConvolutionFwdAlgo_t fwd;
+  cudnnConvolutionBwdDataAlgo_t bwd_data;
+  cudnnConvolutionBwdFilterAlgo_t bwd_filter;
+  size_t ws_fwd, ws_data, ws_filter;
+};
+
+static int same_geometry(const lfs_conv_desc *a, const lfs_conv_desc *b) {
+  return a->n == b->n && a->in_c == b->in_c && a->in_h == b->in_h && a->in_w == b->in_w &&
+         a->out_c == b->out_c && a->out_h == b->out_h && a->out_w == b->out_w && a->kh == b->kh &&
+         a->kw == b->kw && a->stride == b->stride && a->pad == b->pad && a->groups == b->groups &&
+         a->has_bias == b->has_bias;
+}
+
+static void make_descriptors(lfs_cuda_conv_plan *p, const lfs_conv_desc *d, int tf32) {
+  LFS_CUDNN_CHECK(cudnnCreateTensorDescriptor(&p->x));
+  LFS_CUDNN_CHECK(cudnnCreateTensorDescriptor(&p->y));
+  LFS_CUDNN_CHECK(cudnnCreateTensorDescriptor(&p->bias));
+  LFS_CUDNN_CHECK(cudnnCreateFilterDescriptor(&p->w));
+  LFS_CUDNN_CHECK(cudnnCreateConvolutionDescriptor(&p->conv));
+  LFS_CUDNN_CHECK(cudnnSetTensor4dDescriptor(p->x, CUDNN_TENSOR_NCHW, CUDNN_DATA_FLOAT, d->n, d->in_c,
+                                             d->in_h, d->in_w));
+  LFS_CUDNN_CHECK(cudnnSetTensor4dDescriptor(p->y, CUDNN_TENSOR_NCHW, CUDNN_DATA_FLOAT, d->n,
+                                             d->out_c, d->out_h, d->out_w));
+  LFS_CUDNN_CHECK(cudnnSetTensor4dDescriptor(p->bias, CUDNN_TENSOR_NCHW, CUDNN_DATA_FLOAT, 1,
+                                             d->out_c, 1, 1));
+  LFS_CUDNN_CHECK(cudnnSetFilter4dDescriptor(p->w, CUDNN_DATA_FLOAT, CUDNN_TENSOR_NCHW, d->out_c,
+                                             d->in_c / d->groups, d->kh, d->kw));
+  LFS_CUDNN_CHECK(cudnnSetConvolution2dDescriptor(p->conv, d->pad, d->pad, d->stride, d->stride, 1,
+                                                  1, CUDNN_CROSS_CORRELATION, CUDNN_DATA_FLOAT));
+  LFS_CUDNN_CHECK(cudnnSetConvolutionGroupCount(p->conv, d->groups));
+  /* FMA math keeps float32 products; tensor-op math lets cuDNN use TF32 */
+  LFS_CUDNN_CHECK(cudnnSetConvolutionMathType(p->conv, tf32 ? CUDNN_TENSOR_OP_MATH : CUDNN_FMA_MATH));
+  int n = 0, c = 0, h = 0, w = 0;
+  LFS_CUDNN_CHECK(cudnnGetConvolution2dForwardOutputDim(p->conv, p->x, p->w, &n, &c, &h, &w));
+  if (n != d->n || c != d->out_c || h != d->out_h || w != d->out_w)
+    lfs_fatal("cuDNN: convolution output %dx%dx%dx%d, expected %dx%dx%dx%d", n, c, h, w, d->n,
+              d->out_c, d->out_h, d->out_w);
+}
+
+/* The first of cuDNN's ranked algorithms that succeeds within max_workspace. */
+#define PICK_ALGORITHM(get, perf_t, handle, ...)                                          \
+  do {                                                                                    \
+    perf_t perf[16];                                                                      \
+    int found = 0, chosen = -1;                                                           \
+    LFS_CUDNN_CHECK(get(handle, __VA_ARGS__, 16, &found, perf));                          \
+    for (int i = 0; i < found && chosen < 0; i++)                                         \
+      if (perf[i].status == CUDNN_STATUS_SUCCESS && perf[i].memory <= max_workspace) chosen = i; \
+    if (chosen < 0) lfs_fatal("cuDNN: no usable algorithm for %s", #get);                 \
+    algo = perf[chosen].algo;                                                             \
+    bytes = perf[chosen].memory;                                                          \
+  } while (0)
+
+static void choose_algorithms(lfs_cuda_ctx *c, lfs_cuda_conv_plan *p) {
+  {
+    cudnnConvolutionFwdAlgo_t algo;
+    size_t bytes;
+    PICK_ALGORITHM(cudnnGetConvolutionForwardAlgorithm_v7, cudnnConvolutionFwdAlgoPerf_t, c->dnn,
+                   p->x, p->w, p->conv, p->y);
+    p->fwd = algo, p->ws_fwd = bytes;
+  }
+  {
+    cudnnConvolutionBwdDataAlgo_t algo;
+    size_t bytes;
+    PICK_ALGORITHM(cudnnGetConvolutionBackwardDataAlgorithm_v7, cudnnConvolutionBwdDataAlgoPerf_t,
+                   c->dnn, p->w, p->y, p->conv, p->x);
+    p->bwd_data = algo, p->ws_data = bytes;
+  }
+  {
+    cudnnConvolutionBwdFilterAlgo_t algo;
+    size_t bytes;
+    PICK_ALGORITHM(cudnnGetConvolutionBackwardFilterAlgorithm_v7,
+                   cudnnConvolutionBwdFilterAlgoPerf_t, c->dnn, p->x, p->y, p->conv, p->w);
+    p->bwd_filter = algo, p->ws_filter = bytes;
+  }
+}
+
+static lfs_cuda_conv_plan *plan_for(lfs_cuda_ctx *c, const lfs_conv_desc *d) {
+  for (int i = 0; i < c->nplans; i++)
+    if (same_geometry(&c->plans[i].d, d) && c->plans[i].math_tf32 == c->tf32) return &c->plans[i];
+  c->plans = (lfs_cuda_conv_plan *)lfs_grow(c->plans, c->nplans + 1, &c->cap_plans, sizeof *c->plans);
+  lfs_cuda_conv_plan *p = &c->plans[c->nplans++];
+  memset(p, 0, sizeof *p);
+  p->d = *d;
+  p->math_tf32 = c->tf32;
+  make_descriptors(p, d, c->tf32);
+  choose_algorithms(c, p);
+  return p;
+}
+
+void lfs_cuda_conv2d_forward(lfs_backend *be, const lfs_conv_desc *d, float *y, const float *x,
+                             const float *w, const float *b) {
+  lfs_cuda_ctx *c = lfs_cuda_ctx_of(be);
+  lfs_cuda_conv_plan *p = plan_for(c, d);
+  const float one = 1.0f, zero = 0.0f;
+  void *ws = lfs_cuda_workspace(c, p->ws_fwd);
+  LFS_CUDNN_CHECK(cudnnConvolutionForward(c->dnn, &one, p->x, x, p->w, w, p->conv, p->fwd, ws,
+                                          p->ws_fwd, &zero, p->y, y));
+  if (b && d->has_bias) LFS_CUDNN_CHECK(cudnnAddTensor(c->dnn, &one, p->bias, b, &one, p->y, y));
+}
+
+void lfs_cuda_conv2d_backward(lfs_backend *be, const lfs_conv_desc *d, float *dx, float *dw,
+                              float *db, const float *dy, const float *x, const float *w) {
+  lfs_cuda_ctx *c = lfs_cuda_ctx_of(be);
+  lfs_cuda_conv_plan *p = plan_for(c, d);
+  const float one = 1.0f;
+  if (dx) {
+    void *ws = lfs_cuda_workspace(c, p->ws_data);
+    LFS_CUDNN_CHECK(cudnnConvolutionBackwardData(c->dnn, &one, p->w, w, p->y, dy, p->conv,
+                                                 p->bwd_data, ws, p->ws_data, &one, p->x, dx));
+  }
+  if (dw) {
+    void *ws = lfs_cuda_workspace(c, p->ws_filter);
+    LFS_CUDNN_CHECK(cudnnConvolutionBackwardFilter(c->dnn, &one, p->x, x, p->y, dy, p->conv,
+                                                   p->bwd_filter, ws, p->ws_filter, &one, p->w, dw));
+  }
+  if (db && d->has_bias)
+    LFS_CUDNN_CHECK(cudnnConvolutionBackwardBias(c->dnn, &one, p->y, dy, &one, p->bias, db));
+}
+
+void lfs_cuda_conv_plans_free(lfs_cuda_ctx *c) {
+  for (int i = 0; i < c->nplans; i++) {
+    lfs_cuda_conv_plan *p = &c->plans[i];
+    cudnnDestroyTensorDescriptor(p->x);
+    cudnnDestroyTensorDescriptor(p->y);
+    cudnnDestroyTensorDescriptor(p->bias);
+    cudnnDestroyFilterDescriptor(p->w);
+    cudnnDestroyConvolutionDescriptor(p->conv);
+  }
+  free(c->plans);
+  c->plans = NULL;
+  c->nplans = c->cap_plans = 0;
+}

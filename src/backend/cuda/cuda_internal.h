@@ -1,0 +1,139 @@
+/* cuda_internal.h: what the CUDA backend's translation units share (C++, nvcc):
+ * the context (device, cuBLAS and cuDNN handles, the convolution plan cache,
+ * a grow-only workspace), checked CUDA/cuBLAS/cuDNN calls, launch geometry and
+ * the kernels' entry points. Memory is device memory; layouts are those of
+ * include/lfs/backend.h. Everything runs on the default stream of the device,
+ * so calls are ordered and a download waits for the work before it. */
+#ifndef LFS_CUDA_INTERNAL_H
+#define LFS_CUDA_INTERNAL_H
+
+#include <cublas_v2.h>
+#include <cuda_runtime.h>
+#include <cudnn.h>
+#include <stddef.h>
+
+/* lfs/log.h is C11: its _Noreturn is C++11's [[noreturn]] */
+#ifndef _Noreturn
+#define _Noreturn [[noreturn]]
+#endif
+extern "C" {
+#include "lfs/backend.h"
+#include "lfs/log.h"
+int lfs_node_rank(void); /* lfs/runtime.h */
+}
+
+struct lfs_cuda_conv_plan; /* cuda_conv.cu */
+
+typedef struct {
+  int device;
+  cublasHandle_t blas;
+  cudnnHandle_t dnn;
+  int tf32;                 /* TF32 tensor-core math in GEMMs and convolutions */
+  void *workspace;          /* cuDNN workspace, grown on demand */
+  size_t workspace_bytes;
+  double *reduce;           /* device scratch for per-channel double sums */
+  size_t reduce_count;
+  struct lfs_cuda_conv_plan *plans; /* one per convolution geometry seen */
+  int nplans, cap_plans;
+} lfs_cuda_ctx;
+
+/* Stops the program with the failed call, its error and where it was. */
+void lfs_cuda_fail(const char *what, const char *error, const char *file, int line);
+#define LFS_CUDA_CHECK(call)                                                              \
+  do {                                                                                    \
+    cudaError_t lfs_rc_ = (call);                                                         \
+    if (lfs_rc_ != cudaSuccess) lfs_cuda_fail(#call, cudaGetErrorString(lfs_rc_), __FILE__, __LINE__); \
+  } while (0)
+#define LFS_CUBLAS_CHECK(call)                                                            \
+  do {                                                                                    \
+    cublasStatus_t lfs_rc_ = (call);                                                      \
+    if (lfs_rc_ != CUBLAS_STATUS_SUCCESS)                                                 \
+      lfs_cuda_fail(#call, cublasGetStatusString(lfs_rc_), __FILE__, __LINE__);           \
+  } while (0)
+#define LFS_CUDNN_CHECK(call)                                                             \
+  do {                                                                                    \
+    cudnnStatus_t lfs_rc_ = (call);                                                       \
+    if (lfs_rc_ != CUDNN_STATUS_SUCCESS)                                                  \
+      lfs_cuda_fail(#call, cudnnGetErrorString(lfs_rc_), __FILE__, __LINE__);             \
+  } while (0)
+/* A kernel launch's own error (bad configuration) at once; faults inside it
+ * surface at the next synchronising call. */
+#define LFS_CUDA_LAUNCHED() LFS_CUDA_CHECK(cudaGetLastError())
+
+static inline lfs_cuda_ctx *lfs_cuda_ctx_of(lfs_backend *be) { return (lfs_cuda_ctx *)be->ctx; }
+
+enum { LFS_CUDA_THREADS = 256 };
+/* Blocks for a grid-stride loop over count elements. */
+static inline unsigned lfs_cuda_blocks(size_t count) {
+  size_t b = (count + LFS_CUDA_THREADS - 1) / LFS_CUDA_THREADS;
+  if (b < 1) b = 1;
+  return (unsigned)(b > 65535 * 8 ? 65535 * 8 : b);
+}
+
+/* The sum of v over the block (blockDim.x == LFS_CUDA_THREADS), in double, on
+ * every thread; part is LFS_CUDA_THREADS doubles of shared memory. */
+static __device__ __forceinline__ double lfs_cuda_block_sum(double v, double *part) {
+  part[threadIdx.x] = v;
+  __syncthreads();
+  for (int s = LFS_CUDA_THREADS / 2; s > 0; s >>= 1) {
+    if ((int)threadIdx.x < s) part[threadIdx.x] += part[threadIdx.x + s];
+    __syncthreads();
+  }
+  const double total = part[0];
+  __syncthreads(); /* part may be reused at once */
+  return total;
+}
+
+#define LFS_CUDA_GRID_STRIDE(i, count)                                                     \
+  for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < (count);             \
+       i += (size_t)blockDim.x * gridDim.x)
+
+/* Device memory of at least `bytes` for cuDNN, owned by the context. */
+void *lfs_cuda_workspace(lfs_cuda_ctx *c, size_t bytes);
+/* Device scratch of `count` doubles for per-channel reductions. */
+double *lfs_cuda_reduce_scratch(lfs_cuda_ctx *c, size_t count);
+
+/* cuda_conv.cu */
+void lfs_cuda_conv2d_forward(lfs_backend *be, const lfs_conv_desc *d, float *y, const float *x,
+                             const float *w, const float *b);
+void lfs_cuda_conv2d_backward(lfs_backend *be, const lfs_conv_desc *d, float *dx, float *dw,
+                              float *db, const float *dy, const float *x, const float *w);
+void lfs_cuda_conv_plans_free(lfs_cuda_ctx *c);
+
+/* cuda_norm.cu: batch norm and L2 normalisation */
+void lfs_cuda_batchnorm_sums(lfs_backend *be, const lfs_bn_desc *d, double *sum, const float *x);
+void lfs_cuda_batchnorm_sqdev(lfs_backend *be, const lfs_bn_desc *d, double *sqdev, const float *x,
+                              const float *mean);
+void lfs_cuda_batchnorm_apply(lfs_backend *be, const lfs_bn_desc *d, float *y, const float *x,
+                              const float *mean, const float *invstd, const float *gamma,
+                              const float *beta);
+void lfs_cuda_batchnorm_grad_sums(lfs_backend *be, const lfs_bn_desc *d, double *sum_dy,
+                                  double *sum_dy_xhat, const float *dy, const float *x,
+                                  const float *mean, const float *invstd);
+void lfs_cuda_batchnorm_backward_apply(lfs_backend *be, const lfs_bn_desc *d, float *dx,
+                                       const float *dy, const float *x, const float *gamma,
+                                       const float *mean, const float *invstd, const float *mean_dy,
+                                       const float *mean_dy_xhat);
+void lfs_cuda_l2norm_forward(lfs_backend *be, int rows, int cols, float eps, float *y, float *norms,
+                             const float *x);
+void lfs_cuda_l2norm_backward(lfs_backend *be, int rows, int cols, float eps, float *dx,
+                              const float *dy, const float *y, const float *norms);
+
+/* cuda_pointwise.cu: PReLU, linear (cuBLAS), add, dropout, fill, axpy */
+void lfs_cuda_prelu_forward(lfs_backend *be, int n, int c, int spatial, float *y, const float *x,
+                            const float *alpha);
+void lfs_cuda_prelu_backward(lfs_backend *be, int n, int c, int spatial, float *dx, float *dalpha,
+                             const float *dy, const float *x, const float *alpha);
+void lfs_cuda_linear_forward(lfs_backend *be, int n, int in, int out, float *y, const float *x,
+                             const float *w, const float *b);
+void lfs_cuda_linear_backward(lfs_backend *be, int n, int in, int out, float *dx, float *dw,
+                              float *db, const float *dy, const float *x, const float *w);
+void lfs_cuda_add_forward(lfs_backend *be, float *y, const float *a, const float *b, size_t count);
+void lfs_cuda_dropout_forward(lfs_backend *be, float *y, const float *x, size_t count, float p,
+                              const lfs_rng *rng);
+void lfs_cuda_dropout_backward(lfs_backend *be, float *dx, const float *dy, size_t count, float p,
+                               const lfs_rng *rng);
+void lfs_cuda_fill(lfs_backend *be, float *x, float value, size_t count);
+void lfs_cuda_axpy(lfs_backend *be, float *y, float alpha, const float *x, size_t count);
+
+#endif

@@ -1,0 +1,325 @@
+/* test_cuda_parity.c: every op of the CUDA backend against the CPU reference
+ * backend on the same inputs, then a whole training-mode forward and backward
+ * pass of tiny (with dropout) and of r18 built on each backend with the same
+ * parameters. TF32 is off, so the GPU computes in float32 like the CPU and the
+ * tolerance is one of float32 rounding, scaled by each output's magnitude:
+ * |gpu - cpu| <= rtol * max(1, max |cpu|). Dropout masks must match exactly
+ * (the same Philox stream), per-channel double sums to 1e-9 relative. Exits 77
+ * (SKIP) where CUDA is not built or no GPU is usable. */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "lfs/backend.h"
+#include "lfs/graph.h"
+#include "lfs/models.h"
+#include "lfs/params.h"
+#include "lfs/philox.h"
+#include "lfs/runtime.h"
+
+static lfs_backend *cpu, *gpu;
+static int failures, checks;
+
+static float *random_floats(size_t n, float lo, float hi, uint32_t stream) {
+  float *x = malloc((n ? n : 1) * sizeof *x);
+  const lfs_rng r = lfs_rng_make(2024, LFS_RNG_TEST, stream, 0);
+  for (size_t i = 0; i < n; i++) x[i] = lo + (hi - lo) * lfs_rng_uniform(&r, i);
+  return x;
+}
+
+/* Backend copies of a host array. */
+static float *on(lfs_backend *be, const float *host, size_t n) {
+  float *p = be->ops->alloc(be, n);
+  be->ops->upload(be, p, host, n);
+  return p;
+}
+
+static float *host_of(lfs_backend *be, const float *p, size_t n) {
+  float *h = malloc((n ? n : 1) * sizeof *h);
+  be->ops->download(be, h, p, n);
+  return h;
+}
+
+/* Compares the backends' copies of one output. */
+static void expect_close(const char *what, const float *cpu_p, const float *gpu_p, size_t n,
+                         double rtol) {
+  float *a = host_of(cpu, cpu_p, n), *b = host_of(gpu, gpu_p, n);
+  double scale = 1.0, worst = 0.0;
+  for (size_t i = 0; i < n; i++) scale = fmax(scale, fabs(a[i]));
+  size_t at = 0;
+  for (size_t i = 0; i < n; i++) {
+    const double e = fabs((double)a[i] - b[i]);
+    if (!(e <= worst)) worst = e, at = i; /* NaN counts as worst */
+  }
+  checks++;
+  const int ok = worst <= rtol * scale;
+  printf("%-4s %-44s max |gpu - cpu| %.3g (scale %.3g, %zu values)\n", ok ? "ok" : "FAIL", what,
+         worst, scale, n);
+  if (!ok) {
+    printf("     at %zu: cpu %.9g gpu %.9g\n", at, a[at], b[at]);
+    failures++;
+  }
+  free(a), free(b);
+}
+
+static void expect_sums_close(const char *what, const double *a, const double *b, int n) {
+  double worst = 0.0, scale = 1.0;
+  for (int i = 0; i < n; i++) scale = fmax(scale, fabs(a[i]));
+  for (int i = 0; i < n; i++) worst = fmax(worst, fabs(a[i] - b[i]));
+  checks++;
+  const int ok = worst <= 1e-9 * scale;
+  printf("%-4s %-44s max |gpu - cpu| %.3g (scale %.3g)\n", ok ? "ok" : "FAIL", what, worst, scale);
+  failures += !ok;
+}
+
+/* A pair of backend buffers holding the same host data. */
+typedef struct {
+  float *c, *g;
+  size_t n;
+} pair;
+
+static pair make_pair(size_t n, float lo, float hi, uint32_t stream) {
+  float *h = random_floats(n, lo, hi, stream);
+  pair p = {on(cpu, h, n), on(gpu, h, n), n};
+  free(h);
+  return p;
+}
+
+static void free_pair(pair *p) {
+  cpu->ops->free(cpu, p->c);
+  gpu->ops->free(gpu, p->g);
+}
+
+static void check_pair(const char *what, const pair *p, double rtol) {
+  expect_close(what, p->c, p->g, p->n, rtol);
+}
+
+static void test_elementwise(void) {
+  const size_t n = 100003;
+  pair a = make_pair(n, -1, 1, 1), b = make_pair(n, -1, 1, 2), y = make_pair(n, 0, 0, 3);
+  cpu->ops->add_forward(cpu, y.c, a.c, b.c, n);
+  gpu->ops->add_forward(gpu, y.g, a.g, b.g, n);
+  check_pair("add", &y, 0);
+  cpu->ops->axpy(cpu, y.c, -0.75f, a.c, n);
+  gpu->ops->axpy(gpu, y.g, -0.75f, a.g, n);
+  check_pair("axpy", &y, 1e-7);
+  cpu->ops->fill(cpu, y.c, 2.5f, n);
+  gpu->ops->fill(gpu, y.g, 2.5f, n);
+  check_pair("fill", &y, 0);
+  const lfs_rng rng = lfs_rng_make(11, LFS_RNG_DROPOUT, 3, 4);
+  cpu->ops->dropout_forward(cpu, y.c, a.c, n, 0.3f, &rng);
+  gpu->ops->dropout_forward(gpu, y.g, a.g, n, 0.3f, &rng);
+  check_pair("dropout forward (same Philox mask)", &y, 0);
+  cpu->ops->dropout_backward(cpu, y.c, b.c, n, 0.3f, &rng);
+  gpu->ops->dropout_backward(gpu, y.g, b.g, n, 0.3f, &rng);
+  check_pair("dropout backward (accumulates)", &y, 0);
+  free_pair(&a), free_pair(&b), free_pair(&y);
+}
+
+static void test_prelu(void) {
+  const int n = 3, c = 17, s = 49;
+  const size_t count = (size_t)n * c * s;
+  pair x = make_pair(count, -1, 1, 4), al = make_pair(c, 0, 0.5f, 5), y = make_pair(count, 0, 0, 6);
+  pair dy = make_pair(count, -1, 1, 7), dx = make_pair(count, -1, 1, 8), da = make_pair(c, -1, 1, 9);
+  cpu->ops->prelu_forward(cpu, n, c, s, y.c, x.c, al.c);
+  gpu->ops->prelu_forward(gpu, n, c, s, y.g, x.g, al.g);
+  check_pair("prelu forward", &y, 1e-7);
+  cpu->ops->prelu_backward(cpu, n, c, s, dx.c, da.c, dy.c, x.c, al.c);
+  gpu->ops->prelu_backward(gpu, n, c, s, dx.g, da.g, dy.g, x.g, al.g);
+  check_pair("prelu backward dx (accumulates)", &dx, 1e-7);
+  check_pair("prelu backward dalpha (accumulates)", &da, 1e-6);
+  free_pair(&x), free_pair(&al), free_pair(&y), free_pair(&dy), free_pair(&dx), free_pair(&da);
+}
+
+static void test_linear(void) {
+  const int n = 37, in = 129, out = 65;
+  pair x = make_pair((size_t)n * in, -1, 1, 10), w = make_pair((size_t)out * in, -0.1f, 0.1f, 11);
+  pair b = make_pair(out, -1, 1, 12), y = make_pair((size_t)n * out, 0, 0, 13);
+  pair dy = make_pair((size_t)n * out, -1, 1, 14), dx = make_pair((size_t)n * in, -1, 1, 15);
+  pair dw = make_pair((size_t)out * in, -1, 1, 16), db = make_pair(out, -1, 1, 17);
+  cpu->ops->linear_forward(cpu, n, in, out, y.c, x.c, w.c, b.c);
+  gpu->ops->linear_forward(gpu, n, in, out, y.g, x.g, w.g, b.g);
+  check_pair("linear forward (cuBLAS, bias)", &y, 1e-5);
+  cpu->ops->linear_backward(cpu, n, in, out, dx.c, dw.c, db.c, dy.c, x.c, w.c);
+  gpu->ops->linear_backward(gpu, n, in, out, dx.g, dw.g, db.g, dy.g, x.g, w.g);
+  check_pair("linear backward dx (accumulates)", &dx, 1e-5);
+  check_pair("linear backward dw (accumulates)", &dw, 1e-5);
+  check_pair("linear backward db (accumulates)", &db, 1e-6);
+  free_pair(&x), free_pair(&w), free_pair(&b), free_pair(&y), free_pair(&dy), free_pair(&dx);
+  free_pair(&dw), free_pair(&db);
+}
+
+static void test_l2norm(void) {
+  const int rows = 9, cols = 515;
+  float *h = random_floats((size_t)rows * cols, -1, 1, 18);
+  memset(h + 4 * cols, 0, sizeof(float) * cols); /* a zero row: the norm is below eps */
+  pair x = {on(cpu, h, (size_t)rows * cols), on(gpu, h, (size_t)rows * cols), (size_t)rows * cols};
+  free(h);
+  pair y = make_pair(x.n, 0, 0, 19), nrm = make_pair(rows, 0, 0, 20);
+  pair dy = make_pair(x.n, -1, 1, 21), dx = make_pair(x.n, -1, 1, 22);
+  cpu->ops->l2norm_forward(cpu, rows, cols, 1e-5f, y.c, nrm.c, x.c);
+  gpu->ops->l2norm_forward(gpu, rows, cols, 1e-5f, y.g, nrm.g, x.g);
+  check_pair("l2norm forward", &y, 1e-6);
+  check_pair("l2norm norms", &nrm, 1e-6);
+  cpu->ops->l2norm_backward(cpu, rows, cols, 1e-5f, dx.c, dy.c, y.c, nrm.c);
+  gpu->ops->l2norm_backward(gpu, rows, cols, 1e-5f, dx.g, dy.g, y.g, nrm.g);
+  check_pair("l2norm backward (zero row included)", &dx, 1e-5);
+  free_pair(&x), free_pair(&y), free_pair(&nrm), free_pair(&dy), free_pair(&dx);
+}
+
+static void test_batchnorm(void) {
+  const lfs_bn_desc d = {.n = 5, .c = 24, .spatial = 63};
+  const size_t count = (size_t)d.n * d.c * d.spatial;
+  pair x = make_pair(count, -2, 3, 23), y = make_pair(count, 0, 0, 24), dy = make_pair(count, -1, 1, 25);
+  pair dx = make_pair(count, -1, 1, 26), mean = make_pair(d.c, -0.5f, 0.5f, 27);
+  pair invstd = make_pair(d.c, 0.5f, 2, 28), gamma = make_pair(d.c, 0.5f, 1.5f, 29);
+  pair beta = make_pair(d.c, -1, 1, 30), mdy = make_pair(d.c, -0.1f, 0.1f, 31);
+  pair mdyx = make_pair(d.c, -0.1f, 0.1f, 32);
+  double a[64], b[64], a2[64], b2[64];
+  cpu->ops->batchnorm_sums(cpu, &d, a, x.c);
+  gpu->ops->batchnorm_sums(gpu, &d, b, x.g);
+  expect_sums_close("batchnorm sums", a, b, d.c);
+  cpu->ops->batchnorm_sqdev(cpu, &d, a, x.c, mean.c);
+  gpu->ops->batchnorm_sqdev(gpu, &d, b, x.g, mean.g);
+  expect_sums_close("batchnorm squared deviations", a, b, d.c);
+  cpu->ops->batchnorm_apply(cpu, &d, y.c, x.c, mean.c, invstd.c, gamma.c, beta.c);
+  gpu->ops->batchnorm_apply(gpu, &d, y.g, x.g, mean.g, invstd.g, gamma.g, beta.g);
+  check_pair("batchnorm apply", &y, 1e-6);
+  cpu->ops->batchnorm_grad_sums(cpu, &d, a, a2, dy.c, x.c, mean.c, invstd.c);
+  gpu->ops->batchnorm_grad_sums(gpu, &d, b, b2, dy.g, x.g, mean.g, invstd.g);
+  expect_sums_close("batchnorm gradient sums: dy", a, b, d.c);
+  expect_sums_close("batchnorm gradient sums: dy * xhat", a2, b2, d.c);
+  cpu->ops->batchnorm_backward_apply(cpu, &d, dx.c, dy.c, x.c, gamma.c, mean.c, invstd.c, mdy.c, mdyx.c);
+  gpu->ops->batchnorm_backward_apply(gpu, &d, dx.g, dy.g, x.g, gamma.g, mean.g, invstd.g, mdy.g, mdyx.g);
+  check_pair("batchnorm backward (accumulates)", &dx, 1e-6);
+  pair *all[] = {&x, &y, &dy, &dx, &mean, &invstd, &gamma, &beta, &mdy, &mdyx};
+  for (size_t i = 0; i < sizeof all / sizeof all[0]; i++) free_pair(all[i]);
+}
+
+static void test_conv(lfs_conv_desc d, const char *what) {
+  if (lfs_conv_desc_init(&d) != 0) {
+    printf("FAIL bad geometry for %s\n", what);
+    failures++;
+    return;
+  }
+  const size_t nx = (size_t)d.n * d.in_c * d.in_h * d.in_w, ny = (size_t)d.n * d.out_c * d.out_h * d.out_w;
+  const size_t nw = (size_t)d.out_c * (d.in_c / d.groups) * d.kh * d.kw;
+  pair x = make_pair(nx, -1, 1, 40), w = make_pair(nw, -0.2f, 0.2f, 41), b = make_pair(d.out_c, -1, 1, 42);
+  pair y = make_pair(ny, 0, 0, 43), dy = make_pair(ny, -1, 1, 44), dx = make_pair(nx, -1, 1, 45);
+  pair dw = make_pair(nw, -1, 1, 46), db = make_pair(d.out_c, -1, 1, 47);
+  char name[128];
+  cpu->ops->conv2d_forward(cpu, &d, y.c, x.c, w.c, d.has_bias ? b.c : NULL);
+  gpu->ops->conv2d_forward(gpu, &d, y.g, x.g, w.g, d.has_bias ? b.g : NULL);
+  snprintf(name, sizeof name, "conv %s forward", what);
+  check_pair(name, &y, 2e-5);
+  cpu->ops->conv2d_backward(cpu, &d, dx.c, dw.c, d.has_bias ? db.c : NULL, dy.c, x.c, w.c);
+  gpu->ops->conv2d_backward(gpu, &d, dx.g, dw.g, d.has_bias ? db.g : NULL, dy.g, x.g, w.g);
+  snprintf(name, sizeof name, "conv %s backward dx", what);
+  check_pair(name, &dx, 2e-5);
+  snprintf(name, sizeof name, "conv %s backward dw", what);
+  check_pair(name, &dw, 2e-5);
+  if (d.has_bias) {
+    snprintf(name, sizeof name, "conv %s backward db", what);
+    check_pair(name, &db, 1e-5);
+  }
+  pair *all[] = {&x, &w, &b, &y, &dy, &dx, &dw, &db};
+  for (size_t i = 0; i < sizeof all / sizeof all[0]; i++) free_pair(all[i]);
+}
+
+static void test_convolutions(void) {
+  test_conv((lfs_conv_desc){.n = 4, .in_c = 16, .in_h = 14, .in_w = 14, .out_c = 32, .kh = 3, .kw = 3,
+                            .stride = 1, .pad = 1, .groups = 1},
+            "3x3 s1 p1");
+  test_conv((lfs_conv_desc){.n = 4, .in_c = 16, .in_h = 15, .in_w = 15, .out_c = 24, .kh = 3, .kw = 3,
+                            .stride = 2, .pad = 1, .groups = 1},
+            "3x3 s2 p1 (odd size)");
+  test_conv((lfs_conv_desc){.n = 2, .in_c = 32, .in_h = 7, .in_w = 7, .out_c = 64, .kh = 1, .kw = 1,
+                            .stride = 2, .pad = 0, .groups = 1, .has_bias = 1},
+            "1x1 s2 + bias");
+  test_conv((lfs_conv_desc){.n = 3, .in_c = 24, .in_h = 12, .in_w = 12, .out_c = 24, .kh = 3, .kw = 3,
+                            .stride = 1, .pad = 1, .groups = 24},
+            "3x3 depthwise");
+  test_conv((lfs_conv_desc){.n = 2, .in_c = 16, .in_h = 9, .in_w = 9, .out_c = 32, .kh = 3, .kw = 3,
+                            .stride = 1, .pad = 0, .groups = 4},
+            "3x3 4 groups p0");
+}
+
+/* ---- whole models ---- */
+
+typedef struct {
+  lfs_graph g;
+  float *x, *dy;
+} model_run;
+
+static void build_on(model_run *m, lfs_backend *be, const lfs_model_cfg *cfg, int batch) {
+  char err[512] = "";
+  lfs_graph_init(&m->g);
+  if (lfs_model_build(&m->g, cfg, err, sizeof err) < 0 ||
+      lfs_graph_build(&m->g, be, lfs_model_input_shape(cfg, batch), 1, err, sizeof err) != 0) {
+    fprintf(stderr, "FAIL: %s: %s\n", cfg->arch, err);
+    exit(1);
+  }
+}
+
+static void check_model(lfs_model_cfg cfg, int batch) {
+  model_run c, g;
+  build_on(&c, cpu, &cfg, batch);
+  build_on(&g, gpu, &cfg, batch);
+  lfs_model_init_params(&c.g, &cfg, 5);
+  const size_t np = c.g.params.count;
+  float *params = host_of(cpu, c.g.params.data, np);
+  gpu->ops->upload(gpu, g.g.params.data, params, np);
+  free(params);
+  const lfs_shape in = lfs_model_input_shape(&cfg, batch);
+  const size_t nx = lfs_shape_count(in), ny = lfs_shape_count(lfs_graph_output_shape(&c.g));
+  float *x = random_floats(nx, -1, 1, 50), *dy = random_floats(ny, -1, 1, 51);
+  float *xc = on(cpu, x, nx), *xg = on(gpu, x, nx), *dyc = on(cpu, dy, ny), *dyg = on(gpu, dy, ny);
+  lfs_pass pc = {.be = cpu, .params = &c.g.params, .training = 1, .seed = 7, .step = 3};
+  lfs_pass pg = {.be = gpu, .params = &g.g.params, .training = 1, .seed = 7, .step = 3};
+  const float *yc = lfs_graph_forward(&c.g, &pc, xc), *yg = lfs_graph_forward(&g.g, &pg, xg);
+  char what[96];
+  snprintf(what, sizeof what, "%s forward (training mode)", cfg.arch);
+  expect_close(what, yc, yg, ny, 1e-4);
+  lfs_params_zero_grad(&c.g.params);
+  lfs_params_zero_grad(&g.g.params);
+  lfs_graph_backward(&c.g, &pc, xc, dyc);
+  lfs_graph_backward(&g.g, &pg, xg, dyg);
+  snprintf(what, sizeof what, "%s parameter gradients", cfg.arch);
+  expect_close(what, c.g.params.grad, g.g.params.grad, c.g.params.trainable_count, 1e-4);
+  snprintf(what, sizeof what, "%s BN running statistics", cfg.arch);
+  expect_close(what, c.g.params.data, g.g.params.data, np, 1e-5);
+  snprintf(what, sizeof what, "%s input gradient", cfg.arch);
+  expect_close(what, c.g.dx, g.g.dx, nx, 1e-4);
+  free(x), free(dy);
+  cpu->ops->free(cpu, xc), cpu->ops->free(cpu, dyc), gpu->ops->free(gpu, xg), gpu->ops->free(gpu, dyg);
+  lfs_graph_free(&c.g);
+  lfs_graph_free(&g.g);
+}
+
+int main(int argc, char **argv) {
+  lfs_runtime_init(&argc, &argv);
+  char why[256] = "";
+  cpu = lfs_backend_cpu();
+  gpu = lfs_backend_cuda(why, sizeof why);
+  if (!gpu) {
+    printf("SKIP: no CUDA backend (%s)\n", why);
+    lfs_runtime_finalize();
+    return 77;
+  }
+  lfs_cuda_set_tf32(gpu, 0);
+  printf("CUDA backend on GPU %d, TF32 off; %s\n", gpu->device, lfs_devices_runtime());
+  test_elementwise();
+  test_prelu();
+  test_linear();
+  test_l2norm();
+  test_batchnorm();
+  test_convolutions();
+  lfs_model_cfg tiny = {.arch = "tiny", .embedding = 64, .input = 32, .dropout = 0.2f};
+  check_model(tiny, 8);
+  lfs_model_cfg r18 = {.arch = "r18", .embedding = 512, .input = 112};
+  check_model(r18, 4);
+  printf("%d of %d checks passed\n", checks - failures, checks);
+  lfs_runtime_finalize();
+  return failures ? 1 : 0;
+}
