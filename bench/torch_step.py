@@ -6,6 +6,9 @@ ArcFace margin over K classes, backward, SGD (momentum 0.9, weight decay 5e-4).
 Input NCHW float32 [B, 3, S, S]. Prints one line: `images/s <rate>`, the best of
 `--repeats` timed runs of `--steps` steps each, after `--warmup` steps.
 Usage: torch_step.py --model tiny --size 32 --batch 64 --threads 1 [--classes 1000]
+                     [--device cuda] [--no-tf32]
+On CUDA the timed runs end with a synchronisation, and TF32 is on unless --no-tf32
+(as lfsearch's CUDA backend).
 """
 import argparse
 import math
@@ -109,9 +112,13 @@ def build(model, size, embedding):
         return IResNet((16, 32, 64, 128), (1, 1, 1, 1), size, embedding)
     if model == "r18":
         return IResNet((64, 128, 256, 512), (2, 2, 2, 2), size, embedding)
+    if model == "r50":
+        return IResNet((64, 128, 256, 512), (3, 4, 14, 3), size, embedding)
+    if model == "r100":
+        return IResNet((64, 128, 256, 512), (3, 13, 30, 3), size, embedding)
     if model == "mbf":
         return MobileFaceNet((1, 4, 6, 2), 2, embedding)
-    raise SystemExit(f"torch_step.py: unknown model '{model}' (tiny, r18, mbf)")
+    raise SystemExit(f"torch_step.py: unknown model '{model}' (tiny, r18, r50, r100, mbf)")
 
 
 def arcface_loss(emb, weight, labels, s=64.0, m=0.5):
@@ -133,15 +140,26 @@ def main():
     ap.add_argument("--warmup", type=int, default=2)
     ap.add_argument("--steps", type=int, default=5)
     ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--device", default="cpu")
+    ap.add_argument("--no-tf32", action="store_true")
     a = ap.parse_args()
     torch.set_num_threads(a.threads)
     torch.manual_seed(1)
-    net = build(a.model, a.size, a.embedding).train()
-    weight = nn.Parameter(torch.randn(a.classes, a.embedding) * 0.01)
+    dev = torch.device(a.device)
+    if dev.type == "cuda":
+        torch.backends.cuda.matmul.allow_tf32 = not a.no_tf32
+        torch.backends.cudnn.allow_tf32 = not a.no_tf32
+        torch.backends.cudnn.benchmark = True
+    net = build(a.model, a.size, a.embedding).train().to(dev)
+    weight = nn.Parameter((torch.randn(a.classes, a.embedding) * 0.01).to(dev))
     opt = torch.optim.SGD(list(net.parameters()) + [weight], lr=0.1, momentum=0.9,
                           weight_decay=5e-4)
-    x = torch.rand(a.batch, 3, a.size, a.size) * 2 - 1
-    labels = torch.randint(0, a.classes, (a.batch,))
+    x = (torch.rand(a.batch, 3, a.size, a.size) * 2 - 1).to(dev)
+    labels = torch.randint(0, a.classes, (a.batch,)).to(dev)
+
+    def sync():
+        if dev.type == "cuda":
+            torch.cuda.synchronize()
 
     def step():
         opt.zero_grad(set_to_none=False)
@@ -150,11 +168,13 @@ def main():
 
     for _ in range(a.warmup):
         step()
+    sync()
     best = math.inf
     for _ in range(a.repeats):
         t0 = time.perf_counter()
         for _ in range(a.steps):
             step()
+        sync()
         best = min(best, time.perf_counter() - t0)
     print(f"images/s {a.batch * a.steps / best:.1f}")
 

@@ -105,6 +105,9 @@ struct lfs_backend {
 
 /* The CPU reference backend (always present). */
 lfs_backend *lfs_backend_cpu(void);
+/* The CPU kernels presented as a device (device 0): code that runs a GPU
+ * through host mirrors and copies takes that path with it, for tests. */
+lfs_backend *lfs_backend_cpu_staged(void);
 /* The GEMM the CPU backend computes with ("lfsearch packed SGEMM, avx512
  * micro-kernel"), and the OpenBLAS that `lfsearch bench` compares it with
  * ("OpenBLAS 0.3.21 (Haswell kernels)"). */
@@ -121,8 +124,8 @@ int lfs_cpu_gemm_select(const char *name);
  * benchmarks. */
 int lfs_cpu_isa_select(const char *name);
 const char *lfs_cpu_isa_name(void);
-/* A backend by name ("cpu", "cuda"); NULL if it is not built in or, for cuda,
- * no GPU is usable. */
+/* A backend by name ("cpu", "cuda", "cpu-staged"); NULL if it is not built in
+ * or, for cuda, no GPU is usable. */
 lfs_backend *lfs_backend_get(const char *name);
 /* The CUDA backend (built with --with-cuda) on the GPU of this rank's node-local
  * index modulo the node's GPUs, created on first use. NULL, with the reason in

@@ -25,7 +25,15 @@ typedef struct {
   uint64_t seed;
   lfs_model_cfg model;
   char arch[16];
-  lfs_graph g; /* built for [local_batch, 3, S, S] */
+  lfs_graph g; /* built for [local_batch, 3, S, S] on [run] backend */
+  /* The parameters as the host sees them: g.params itself when the backend's
+   * memory is the host's; otherwise a view of host mirrors (data, grad) that the
+   * optimizer, collectives and checkpoints work on, with the backend copy
+   * refreshed after every change (a "staged" trainer). */
+  lfs_params host;
+  int staged;
+  float *x_dev, *dfeat_dev; /* staged: backend copies of the input and dfeat */
+  float *feat;              /* staged: host copy of the embeddings [local_batch, D] */
   int D, K;
   lfs_head_cfg head;
   float *w, *dw, *vw; /* head class weights, gradient, momentum [K, D] */

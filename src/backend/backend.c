@@ -23,6 +23,7 @@ int lfs_conv_desc_init(lfs_conv_desc *d) {
 lfs_backend *lfs_backend_get(const char *name) {
   if (strcmp(name, "cpu") == 0) return lfs_backend_cpu();
   if (strcmp(name, "cuda") == 0) return lfs_backend_cuda(NULL, 0);
+  if (strcmp(name, "cpu-staged") == 0) return lfs_backend_cpu_staged();
   return NULL;
 }
 

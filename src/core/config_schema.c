@@ -38,7 +38,9 @@ const lfs_cfg_key lfs_cfg_schema[] = {
     LFS_CFG_INT("run", "threads", "0", 0, 1024,
                 "CPU threads per rank (OpenMP, OpenBLAS); 0 = as the environment says"),
     LFS_CFG_INT("run", "log_every", "10", 1, LFS_CFG_INT_BIG, "print progress every this many steps"),
-    LFS_CFG_CHOICE("run", "backend", "cpu", "cpu|cuda", "compute backend"),
+    LFS_CFG_CHOICE("run", "backend", "cpu", "cpu|cuda|cpu-staged",
+                   "compute backend: cpu, cuda (the GPU of the rank's node-local index), or "
+                   "cpu-staged (the CPU driven like a GPU, for tests)"),
     LFS_CFG_INT("run", "steps", "0", 0, LFS_CFG_INT_BIG,
                 "stop after this many training steps; 0 = the whole schedule"),
 

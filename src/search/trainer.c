@@ -1,7 +1,9 @@
 /* trainer.c: one candidate's training state and step (see trainer.h): model
  * forward, cosine-head loss, backward, gradient averaging over the group, global
  * norm clipping of the backbone, SGD on backbone and head; verification on pair
- * sets; checkpoints. Layout: host float buffers, activations NCHW. */
+ * sets; checkpoints. Layout: activations NCHW in the backend's memory; head,
+ * optimizer state and (on a device backend) mirrors of the parameters on the
+ * host. */
 #include "lfs/trainer.h"
 
 #include <math.h>
@@ -68,23 +70,71 @@ static void init_head_weights(lfs_trainer *t) {
     t->w[i] = (float)(LFS_HEAD_INIT_STD * lfs_rng_normal(&rng, i));
 }
 
+/* [run] backend: cpu, cuda (this rank's GPU) or cpu-staged. */
+static lfs_backend *backend_from_config(const lfs_config *cfg, char *err, size_t errlen) {
+  const char *name = lfs_config_string(cfg, "run.backend");
+  char why[256] = "";
+  lfs_backend *be = !strcmp(name, "cuda") ? lfs_backend_cuda(why, sizeof why) : lfs_backend_get(name);
+  if (!be) snprintf(err, errlen, "[run] backend = %s: %s", name, why[0] ? why : "not available");
+  return be;
+}
+
+/* Staged: host mirrors of the parameters, and device buffers for the step's input
+ * and embedding gradient; the host view starts from the initialised parameters. */
+static void make_host_view(lfs_trainer *t) {
+  lfs_params *p = &t->g.params;
+  t->host = *p;
+  t->staged = p->be->device >= 0;
+  if (!t->staged) return;
+  t->host.be = lfs_backend_cpu();
+  t->host.data = lfs_alloc_floats(p->count ? p->count : 1);
+  t->host.grad = lfs_alloc_floats(p->trainable_count ? p->trainable_count : 1);
+  p->be->ops->download(p->be, t->host.data, p->data, p->count);
+  const size_t nx = lfs_shape_count(lfs_model_input_shape(&t->model, t->local_batch));
+  t->x_dev = p->be->ops->alloc(p->be, nx);
+  t->dfeat_dev = p->be->ops->alloc(p->be, (size_t)t->local_batch * t->D);
+  t->feat = lfs_alloc_floats((size_t)t->local_batch * t->D);
+}
+
+/* Staged: the backend's parameters become the host mirror's. */
+static void push_params(lfs_trainer *t) {
+  if (t->staged) t->g.be->ops->upload(t->g.be, t->g.params.data, t->host.data, t->g.params.count);
+}
+
+/* The network's input in the backend's memory. */
+static const float *input_on_backend(lfs_trainer *t, const float *x) {
+  if (!t->staged) return x;
+  t->g.be->ops->upload(t->g.be, t->x_dev, x, lfs_shape_count(t->g.input));
+  return t->x_dev;
+}
+
+/* Embeddings on the host. */
+static const float *features_on_host(lfs_trainer *t, const float *feat) {
+  if (!t->staged) return feat;
+  t->g.be->ops->download(t->g.be, t->feat, feat, (size_t)t->local_batch * t->D);
+  return t->feat;
+}
+
 static int build_model(lfs_trainer *t, const lfs_config *cfg, char *err, size_t errlen) {
   snprintf(t->arch, sizeof t->arch, "%s", lfs_config_string(cfg, "model.arch"));
   t->model = (lfs_model_cfg){.arch = t->arch,
                              .embedding = (int)lfs_config_int(cfg, "model.embedding_size"),
                              .dropout = (float)lfs_config_real(cfg, "model.dropout"),
                              .input = t->image_size};
+  lfs_backend *be = backend_from_config(cfg, err, errlen);
+  if (!be) return -1;
   lfs_graph_init(&t->g);
   char why[512];
   if (lfs_model_build(&t->g, &t->model, why, sizeof why) < 0 ||
-      lfs_graph_build(&t->g, lfs_backend_cpu(), lfs_model_input_shape(&t->model, t->local_batch), 0,
-                      why, sizeof why) != 0) {
+      lfs_graph_build(&t->g, be, lfs_model_input_shape(&t->model, t->local_batch), 0, why,
+                      sizeof why) != 0) {
     snprintf(err, errlen, "[model] arch = %s: %s", t->arch, why);
     lfs_graph_free(&t->g);
     return -1;
   }
   lfs_model_init_params(&t->g, &t->model, t->seed);
   t->D = lfs_graph_output_shape(&t->g).c;
+  make_host_view(t);
   return 0;
 }
 
@@ -100,13 +150,6 @@ int lfs_trainer_init(lfs_trainer *t, const lfs_config *cfg, int classes, int64_t
   t->sync_bn = lfs_config_bool(cfg, "model.sync_bn");
   t->clip_norm = lfs_config_real(cfg, "optim.clip_norm");
   t->K = classes;
-  if (strcmp(lfs_config_string(cfg, "run.backend"), "cpu") != 0) {
-    snprintf(err, errlen,
-             "[run] backend = %s: this version trains on the CPU backend only (its CUDA code lists "
-             "devices but does not train yet); set backend = cpu",
-             lfs_config_string(cfg, "run.backend"));
-    return -1;
-  }
   if (t->global_batch % t->ranks) {
     snprintf(err, errlen, "[data] batch_size = %d is not divisible by the %d ranks", t->global_batch,
              t->ranks);
@@ -116,7 +159,7 @@ int lfs_trainer_init(lfs_trainer *t, const lfs_config *cfg, int classes, int64_t
   if (head_from_config(&t->head, cfg, err, errlen) != 0 || build_model(t, cfg, err, errlen) != 0)
     return -1;
   if (lfs_schedule_from_config(&t->sched, cfg, steps_per_epoch, err, errlen) != 0) {
-    lfs_graph_free(&t->g);
+    lfs_trainer_free(t);
     return -1;
   }
   const size_t head = (size_t)t->K * t->D;
@@ -133,6 +176,11 @@ int lfs_trainer_init(lfs_trainer *t, const lfs_config *cfg, int classes, int64_t
 
 void lfs_trainer_free(lfs_trainer *t) {
   lfs_sgd_free(&t->opt);
+  if (t->staged) {
+    free(t->host.data), free(t->host.grad), free(t->feat);
+    t->g.be->ops->free(t->g.be, t->x_dev);
+    t->g.be->ops->free(t->g.be, t->dfeat_dev);
+  }
   lfs_graph_free(&t->g);
   free(t->w), free(t->dw), free(t->vw), free(t->dfeat);
   memset(t, 0, sizeof *t);
@@ -148,10 +196,29 @@ static lfs_pass make_pass(lfs_trainer *t, int training) {
   return ps;
 }
 
+/* The embedding gradient in the backend's memory. */
+static const float *backend_dfeat(lfs_trainer *t) {
+  if (!t->staged) return t->dfeat;
+  t->g.be->ops->upload(t->g.be, t->dfeat_dev, t->dfeat, (size_t)t->local_batch * t->D);
+  return t->dfeat_dev;
+}
+
+/* Staged: the step's gradients and the BN running statistics the forward pass
+ * moved, into the host mirror (trainable values are the host's already). */
+static void pull_gradients_and_buffers(lfs_trainer *t) {
+  if (!t->staged) return;
+  const lfs_params *p = &t->g.params;
+  lfs_backend *be = t->g.be;
+  be->ops->download(be, t->host.grad, p->grad, p->trainable_count);
+  be->ops->download(be, t->host.data + p->trainable_count, p->data + p->trainable_count,
+                    p->count - p->trainable_count);
+}
+
 double lfs_trainer_step(lfs_trainer *t, const float *x, const int32_t *labels,
                         lfs_head_stats *stats) {
   lfs_pass ps = make_pass(t, 1);
-  const float *feat = lfs_graph_forward(&t->g, &ps, x);
+  const float *xb = input_on_backend(t, x);
+  const float *feat = features_on_host(t, lfs_graph_forward(&t->g, &ps, xb));
   const size_t head = (size_t)t->K * t->D;
   memset(t->dfeat, 0, sizeof(float) * (size_t)t->local_batch * t->D);
   memset(t->dw, 0, sizeof(float) * head);
@@ -162,20 +229,22 @@ double lfs_trainer_step(lfs_trainer *t, const float *x, const int32_t *labels,
   loss /= t->ranks;
   if (!isfinite(loss)) return loss; /* every rank sees it: nobody updates */
   lfs_params_zero_grad(&t->g.params);
-  lfs_graph_backward(&t->g, &ps, x, t->dfeat);
-  lfs_allreduce_mean(t->g.params.grad, t->g.params.trainable_count, t->comm);
+  lfs_graph_backward(&t->g, &ps, xb, backend_dfeat(t));
+  lfs_params *p = &t->host;
+  pull_gradients_and_buffers(t);
+  lfs_allreduce_mean(p->grad, p->trainable_count, t->comm);
   lfs_allreduce_mean(t->dw, head, t->comm);
-  if (t->clip_norm > 0) lfs_clip_grad_norm_params(&t->g.params, t->clip_norm);
+  if (t->clip_norm > 0) lfs_clip_grad_norm_params(p, t->clip_norm);
   t->lr = lfs_schedule_lr(&t->sched, t->step);
   t->opt.lr = (float)t->lr;
-  lfs_sgd_step(&t->opt, &t->g.params);
+  lfs_sgd_step(&t->opt, p);
   lfs_sgd_step_raw(t->w, t->vw, t->dw, head, (float)t->lr, t->opt.momentum, t->opt.weight_decay);
   /* Without synchronised BN every rank's running statistics follow its own slice;
    * like PyTorch DDP (broadcast_buffers) rank 0's are everyone's, so that
    * verification and checkpoints see one model. */
-  const lfs_params *p = &t->g.params;
   if (t->ranks > 1 && !t->sync_bn)
     lfs_broadcast(p->data + p->trainable_count, p->count - p->trainable_count, 0, t->comm);
+  push_params(t);
   t->step++;
   return loss;
 }
@@ -192,7 +261,7 @@ static void embed(lfs_trainer *t, float *out, const uint8_t *images, int64_t n, 
       const int64_t k = first + i < n ? first + i : 0;
       lfs_image_to_input(x + i * in_floats, images + k * img_bytes, S, S, flip);
     }
-    const float *feat = lfs_graph_forward(&t->g, &ps, x);
+    const float *feat = features_on_host(t, lfs_graph_forward(&t->g, &ps, input_on_backend(t, x)));
     const int64_t m = n - first < b ? n - first : b;
     memcpy(out + first * t->D, feat, sizeof(float) * (size_t)m * t->D);
   }
@@ -260,11 +329,11 @@ int lfs_trainer_verify(lfs_trainer *t, const char *path, lfs_verify_result *out,
 }
 
 size_t lfs_trainer_state_floats(const lfs_trainer *t) {
-  return t->g.params.count + t->g.params.trainable_count + 2 * (size_t)t->K * t->D;
+  return t->host.count + t->host.trainable_count + 2 * (size_t)t->K * t->D;
 }
 
 void lfs_trainer_state_pack(const lfs_trainer *t, float *buf) {
-  const lfs_params *p = &t->g.params;
+  const lfs_params *p = &t->host;
   const size_t head = (size_t)t->K * t->D;
   memcpy(buf, p->data, sizeof(float) * p->count);
   memcpy(buf + p->count, t->opt.velocity, sizeof(float) * p->trainable_count);
@@ -273,22 +342,24 @@ void lfs_trainer_state_pack(const lfs_trainer *t, float *buf) {
 }
 
 void lfs_trainer_state_unpack(lfs_trainer *t, const float *buf) {
-  const lfs_params *p = &t->g.params;
+  const lfs_params *p = &t->host;
   const size_t head = (size_t)t->K * t->D;
   memcpy(p->data, buf, sizeof(float) * p->count);
   memcpy(t->opt.velocity, buf + p->count, sizeof(float) * p->trainable_count);
   memcpy(t->w, buf + p->count + p->trainable_count, sizeof(float) * head);
   memcpy(t->vw, buf + p->count + p->trainable_count + head, sizeof(float) * head);
+  push_params(t);
 }
 
 void lfs_trainer_broadcast_state(lfs_trainer *t, int root, MPI_Comm comm) {
-  const lfs_params *p = &t->g.params;
+  const lfs_params *p = &t->host;
   const size_t head = (size_t)t->K * t->D;
   lfs_broadcast(p->data, p->count, root, comm);
   lfs_broadcast(t->opt.velocity, p->trainable_count, root, comm);
   lfs_broadcast(t->w, head, root, comm);
   lfs_broadcast(t->vw, head, root, comm);
   LFS_MPI_CHECK(MPI_Bcast(&t->step, 1, MPI_INT64_T, root, comm));
+  push_params(t);
 }
 
 /* "<prefix><name>": prefix is "" or ends in '/'. */
@@ -299,7 +370,7 @@ static const char *prefixed(char *buf, size_t len, const char *prefix, const cha
 
 int lfs_trainer_write_state(const lfs_trainer *t, lfs_ckpt *h, const char *prefix,
                             const float *packed, int64_t step, char *err, size_t errlen) {
-  const lfs_params *p = &t->g.params;
+  const lfs_params *p = &t->host;
   const size_t head = (size_t)t->K * t->D;
   const float *data = packed ? packed : p->data;
   const float *velocity = packed ? packed + p->count : t->opt.velocity;
@@ -330,9 +401,9 @@ int lfs_trainer_read_state(lfs_trainer *t, lfs_ckpt *h, const char *prefix, char
   if (group[0]) group[strlen(group) - 1] = '\0';
   int64_t steps = 0;
   const int rc =
-      lfs_ckpt_read_params(h, prefixed(name, sizeof name, prefix, "model"), &t->g.params,
-                           t->g.params.data, LFS_CKPT_VIEWS_ALL, err, errlen) ||
-      lfs_ckpt_read_params(h, prefixed(name, sizeof name, prefix, "optim"), &t->g.params,
+      lfs_ckpt_read_params(h, prefixed(name, sizeof name, prefix, "model"), &t->host,
+                           t->host.data, LFS_CKPT_VIEWS_ALL, err, errlen) ||
+      lfs_ckpt_read_params(h, prefixed(name, sizeof name, prefix, "optim"), &t->host,
                            t->opt.velocity, LFS_CKPT_VIEWS_TRAINABLE, err, errlen) ||
       lfs_ckpt_read_array(h, prefixed(name, sizeof name, prefix, "head/weight"), LFS_CKPT_F32, 2,
                           dims, t->w, err, errlen) ||
@@ -341,6 +412,7 @@ int lfs_trainer_read_state(lfs_trainer *t, lfs_ckpt *h, const char *prefix, char
       lfs_ckpt_get_int(h, group, "optimizer_steps", &steps, err, errlen);
   if (rc) return -1;
   t->step = steps;
+  push_params(t);
   return 0;
 }
 

@@ -36,6 +36,7 @@ static lfs_config *step_config(const lfs_bench_train_opts *o) {
   set_or_die(cfg, "head.loss=arcface");
   set_or_die(cfg, "optim.lr=0.01");
   set_or_die(cfg, "optim.weight_decay=5e-4");
+  set_or_die(cfg, "run.backend=%s", o->device ? o->device : "cpu");
   return cfg;
 }
 
@@ -59,6 +60,7 @@ static void print_header(const lfs_bench_train_opts *o) {
   lfs_info("train step: %s at %dx%d, global batch %d over %d ranks, %d classes, ArcFace, SGD;\n"
            "best of %d runs of %d steps after 2 untimed steps",
            o->model, o->size, o->size, o->batch, lfs_world_size(), o->classes, o->reps, o->steps);
+  lfs_info("  backend %s", o->device ? o->device : "cpu");
   lfs_info("  %-8s %7s %12s %10s", "model", "threads", "images/s", "ms/step");
 }
 

@@ -27,6 +27,7 @@ typedef struct {
   int reps, batch, batch_set, reps_set;
   const char *loader; /* --loader DATASET */
   const char *train;  /* --train MODEL */
+  const char *device; /* --device cpu|cuda|cpu-staged (--train) */
   int size, classes;
   int steps, prefetch, shuffle, steps_set;
 } bench_opts;
@@ -236,7 +237,7 @@ static void parse_bench(bench_opts *o, int argc, char **argv) {
                "  of B (default 128 per rank), read synchronously on the calling thread (one\n"
                "  core) and through the prefetch thread; run under mpiexec for several ranks\n"
                "usage: lfsearch bench --train MODEL [--size S] [--batch B] [--classes 1000]\n"
-               "                      [--threads 1,2] [--steps 5] [--reps 3]\n"
+               "                      [--threads 1,2] [--steps 5] [--reps 3] [--device cpu|cuda]\n"
                "  images/s of whole training steps (forward, ArcFace head, backward, all-reduce,\n"
                "  SGD) on random input; B is the global batch (default 64), S the input side\n"
                "  (default 112, 32 for tiny); bench/compare_pytorch.sh runs PyTorch beside it");
@@ -261,6 +262,9 @@ static void parse_bench(bench_opts *o, int argc, char **argv) {
       o->steps = (int)lfs_cli_long(a, v, 1, 1000000), o->steps_set = 1, i++;
     } else if (!strcmp(a, "--prefetch")) {
       o->prefetch = (int)lfs_cli_long(a, v, 1, 64), i++;
+    } else if (!strcmp(a, "--device")) {
+      if (!v || !*v) lfs_user_error("bench: --device needs cpu, cuda or cpu-staged");
+      o->device = v, i++;
     } else if (!strcmp(a, "--shuffle")) {
       o->shuffle = (int)lfs_cli_long(a, v, 1, 1 << 30), i++;
     } else {
@@ -274,7 +278,7 @@ static int bench_train(const bench_opts *o) {
                             .classes = o->classes ? o->classes : 1000,
                             .size = o->size ? o->size : (strcmp(o->train, "tiny") ? 112 : 32),
                             .steps = o->steps_set ? o->steps : 5, .reps = o->reps_set ? o->reps : 3,
-                            .nthreads = o->nthreads};
+                            .nthreads = o->nthreads, .device = o->device};
   memcpy(t.threads, o->threads, sizeof t.threads);
   return lfs_bench_train(&t);
 }

@@ -39,7 +39,8 @@
 
 
 static void usage(void) {
-  lfs_info("usage: mpiexec -n R lfsearch search -c FILE [--set section.key=value ...] [--resume auto|CHECKPOINT]\n"
+  lfs_info("usage: mpiexec -n R lfsearch search -c FILE [--set section.key=value ...] [--device cpu|cuda]\n"
+           "       [--resume auto|CHECKPOINT]\n"
            "  searches the loss function ([search] space) with M = [search] candidates groups of\n"
            "  [search] ranks_per_candidate ranks (R = M * ranks_per_candidate); rewards are the\n"
            "  verification accuracy on [data] val_pairs; [data] test_pairs is logged only.\n"

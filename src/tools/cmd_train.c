@@ -33,7 +33,8 @@ typedef struct {
 } train_run;
 
 static void usage(void) {
-  lfs_info("usage: lfsearch train -c FILE [--set section.key=value ...] [--resume auto|CHECKPOINT]\n"
+  lfs_info("usage: lfsearch train -c FILE [--set section.key=value ...] [--device cpu|cuda]\n"
+           "       [--resume auto|CHECKPOINT]\n"
            "  trains one fixed loss ([head] loss) on [data] train, data parallel over the ranks;\n"
            "  verifies on [data] val_pairs and test_pairs after each epoch, writes checkpoints to\n"
            "  [run] out_dir/[checkpoint] dir and the run log to [run] out_dir/run.h5.\n"

@@ -25,6 +25,7 @@ typedef struct {
   int size, batch, classes; /* input side, global batch, head classes */
   int steps, reps;          /* each timed run takes `steps` steps; best of `reps` */
   int threads[8], nthreads; /* one measurement per thread count */
+  const char *device;       /* [run] backend: cpu, cuda, cpu-staged */
 } lfs_bench_train_opts;
 int lfs_bench_train(const lfs_bench_train_opts *o);
 

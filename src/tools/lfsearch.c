@@ -108,6 +108,11 @@ lfs_config *lfs_cli_config(int *argc, char **argv) {
       if (lfs_config_set(cfg, argv[++i], err, sizeof err) != 0) lfs_user_error("%s", err);
     } else if (!strncmp(argv[i], "--set=", 6)) {
       if (lfs_config_set(cfg, argv[i] + 6, err, sizeof err) != 0) lfs_user_error("%s", err);
+    } else if (!strcmp(argv[i], "--device")) { /* --device X is --set run.backend=X */
+      if (i + 1 >= *argc) lfs_user_error("--device needs cpu, cuda or cpu-staged");
+      char set[96];
+      snprintf(set, sizeof set, "run.backend=%s", argv[++i]);
+      if (lfs_config_set(cfg, set, err, sizeof err) != 0) lfs_user_error("--device: %s", err);
     } else {
       argv[kept++] = argv[i];
     }

@@ -78,6 +78,21 @@ run 0 "$MPIEXEC" -n 2 "$LFSEARCH" train -c t.ini --set run.out_dir=c --set optim
 expect "on 2 ranks"; expect_re '^epoch 1  synth_val: accuracy'
 ok "training on 2 ranks with sync_bn"
 
+# The staging path of a GPU run (parameters mirrored on the host, input, embeddings
+# and gradients copied each step) on the CPU kernels: bit for bit the CPU run,
+# with dropout and per-rank BN statistics broadcast.
+run 0 "$MPIEXEC" -n 2 "$LFSEARCH" train -c t.ini --set run.out_dir=staged --set optim.epochs=1 \
+  --set model.sync_bn=true --device cpu-staged
+for g in /model /optim /head; do
+  h5diff c/checkpoints/ckpt-e0001-s000000.h5 staged/checkpoints/ckpt-e0001-s000000.h5 $g $g ||
+    fail "--device cpu-staged: $g differs from the CPU run"
+done
+ok "--device cpu-staged (the GPU's staging path on CPU kernels) equals the CPU run bit for bit"
+if ! "$LFSEARCH" info --devices 2>&1 | grep -q ': GPU [0-9]'; then
+  run 2 "$LFSEARCH" train -c t.ini --set run.out_dir=gpu --device cuda
+  expect "[run] backend = cuda: "; ok "--device cuda without a usable GPU: exit 2 with the reason"
+fi
+
 run 2 "$LFSEARCH" train -c t.ini --set data.train=missing.h5
 expect "missing.h5"; ok "missing training set: exit 2, named"
 run 2 "$LFSEARCH" train -c t.ini --set data.image_size=48

@@ -34,10 +34,35 @@ step() {
   echo "== rc=$rc"
   [ "$rc" = 0 ] || status=1
 }
+LFS="$BUILD/lfsearch"
 nvidia-smi -L
-step "$BUILD/lfsearch" info --devices
+step "$LFS" info --devices
 step "$BUILD/tests/gpu/test_gpu_devices"
 # every backend op and a training-mode pass of tiny and r18 against the CPU
 step "$BUILD/tests/gpu/test_cuda_parity"
+
+# A short search on synthetic faces on the GPU (one rank, no mpiexec needed),
+# and the same on the CPU: the rewards must be alike.
+WORK=$(mktemp -d /tmp/lfs-device.XXXXXX)
+step "$LFS" synth --out "$WORK/data" --identities 60 --images-per-identity 12 --size 32 --seed 2 \
+  --val-pairs 300 --test-pairs 300 --quiet
+for dev in cuda cpu; do
+  step "$LFS" search -c "$ROOT/jobs/configs/demo.ini" --device $dev --set run.out_dir="$WORK/search-$dev" \
+    --set data.train="$WORK/data/train.h5" --set data.val_pairs="$WORK/data/val_pairs.h5" \
+    --set data.test_pairs="$WORK/data/test_pairs.h5" --set search.candidates=1 \
+    --set optim.epochs=3 --set optim.milestones=2 --set run.threads=8
+  "$LFS" info "$WORK/search-$dev/run.h5" | tail -4
+done
+
+# Whole training steps at batch 128, 112x112 on the GPU (TF32), beside PyTorch
+# on the same GPU when it is installed.
+for model in r50 r100 mbf; do
+  step "$LFS" bench --train $model --batch 128 --classes 1000 --steps 5 --reps 2 --threads 8 --device cuda
+  if python3 -c "import torch; assert torch.cuda.is_available()" 2>/dev/null; then
+    echo "PyTorch $model: $(python3 "$ROOT/bench/torch_step.py" --model $model --size 112 --batch 128 \
+      --steps 5 --repeats 2 --device cuda)"
+  fi
+done
+rm -rf "$WORK"
 echo "device-check: $([ $status = 0 ] && echo PASS || echo FAIL)"
 exit $status
