@@ -39,6 +39,10 @@ typedef struct {
   void (*fill)(lfs_backend *be, float *x, float value, size_t count);
   /* y += alpha * x */
   void (*axpy)(lfs_backend *be, float *y, float alpha, const float *x, size_t count);
+  /* Host memory for staging copies to and from this backend (page-locked on a
+   * GPU, so that transfers run at full speed); not zeroed. */
+  float *(*host_alloc)(lfs_backend *be, size_t count);
+  void (*host_free)(lfs_backend *be, float *p);
 
   /* y [n, out_c, out_h, out_w] = conv(x [n, in_c, in_h, in_w], w [out_c, in_c/groups, kh, kw]) + b [out_c] */
   void (*conv2d_forward)(lfs_backend *be, const lfs_conv_desc *d, float *y, const float *x,

@@ -87,13 +87,13 @@ static void make_host_view(lfs_trainer *t) {
   t->staged = p->be->device >= 0;
   if (!t->staged) return;
   t->host.be = lfs_backend_cpu();
-  t->host.data = lfs_alloc_floats(p->count ? p->count : 1);
-  t->host.grad = lfs_alloc_floats(p->trainable_count ? p->trainable_count : 1);
+  t->host.data = p->be->ops->host_alloc(p->be, p->count);
+  t->host.grad = p->be->ops->host_alloc(p->be, p->trainable_count);
   p->be->ops->download(p->be, t->host.data, p->data, p->count);
   const size_t nx = lfs_shape_count(lfs_model_input_shape(&t->model, t->local_batch));
   t->x_dev = p->be->ops->alloc(p->be, nx);
   t->dfeat_dev = p->be->ops->alloc(p->be, (size_t)t->local_batch * t->D);
-  t->feat = lfs_alloc_floats((size_t)t->local_batch * t->D);
+  t->feat = p->be->ops->host_alloc(p->be, (size_t)t->local_batch * t->D);
 }
 
 /* Staged: the backend's parameters become the host mirror's. */
@@ -177,7 +177,9 @@ int lfs_trainer_init(lfs_trainer *t, const lfs_config *cfg, int classes, int64_t
 void lfs_trainer_free(lfs_trainer *t) {
   lfs_sgd_free(&t->opt);
   if (t->staged) {
-    free(t->host.data), free(t->host.grad), free(t->feat);
+    lfs_backend *be = t->g.be;
+    be->ops->host_free(be, t->host.data), be->ops->host_free(be, t->host.grad);
+    be->ops->host_free(be, t->feat);
     t->g.be->ops->free(t->g.be, t->x_dev);
     t->g.be->ops->free(t->g.be, t->dfeat_dev);
   }

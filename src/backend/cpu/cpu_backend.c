@@ -36,6 +36,11 @@ static void cpu_copy(lfs_backend *be, float *dst, const float *src, size_t count
   if (dst != src && count) memcpy(dst, src, count * sizeof(float));
 }
 
+static float *cpu_host_alloc(lfs_backend *be, size_t count) {
+  (void)be;
+  return lfs_alloc_floats(count ? count : 1);
+}
+
 static void cpu_fill(lfs_backend *be, float *x, float value, size_t count) {
   (void)be;
 #pragma omp parallel for schedule(static) if (count > LFS_CPU_PAR_MIN)
@@ -52,6 +57,7 @@ static void cpu_axpy(lfs_backend *be, float *y, float alpha, const float *x, siz
   {                                                                                        \
     .name = "cpu", .alloc = cpu_alloc, .free = cpu_free, .upload = cpu_copy,               \
     .download = cpu_copy, .fill = cpu_fill, .axpy = cpu_axpy,                              \
+    .host_alloc = cpu_host_alloc, .host_free = cpu_free,                                   \
     .conv2d_forward = lfs_cpu_conv2d_forward##sfx,                                         \
     .conv2d_backward = lfs_cpu_conv2d_backward##sfx,                                       \
     .batchnorm_sums = lfs_cpu_batchnorm_sums##sfx,                                         \

@@ -45,6 +45,21 @@ static void cuda_download(lfs_backend *be, float *dst, const float *src, size_t 
   if (count) LFS_CUDA_CHECK(cudaMemcpy(dst, src, count * sizeof(float), cudaMemcpyDeviceToHost));
 }
 
+static float *cuda_host_alloc(lfs_backend *be, size_t count) {
+  void *p = NULL;
+  const size_t bytes = (count ? count : 1) * sizeof(float);
+  cudaError_t rc = cudaMallocHost(&p, bytes);
+  if (rc != cudaSuccess)
+    lfs_fatal("CUDA: cannot allocate %.1f MiB of page-locked host memory for GPU %d (%s)",
+              bytes / 1048576.0, ctx_of(be)->device, cudaGetErrorString(rc));
+  return (float *)p;
+}
+
+static void cuda_host_free(lfs_backend *be, float *p) {
+  (void)be;
+  if (p) LFS_CUDA_CHECK(cudaFreeHost(p));
+}
+
 void *lfs_cuda_workspace(lfs_cuda_ctx *c, size_t bytes) {
   if (bytes <= c->workspace_bytes) return c->workspace;
   if (c->workspace) LFS_CUDA_CHECK(cudaFree(c->workspace));
@@ -77,6 +92,8 @@ static const lfs_backend_ops cuda_ops = {
     cuda_download,
     lfs_cuda_fill,
     lfs_cuda_axpy,
+    cuda_host_alloc,
+    cuda_host_free,
     lfs_cuda_conv2d_forward,
     lfs_cuda_conv2d_backward,
     lfs_cuda_batchnorm_sums,
