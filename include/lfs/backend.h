@@ -139,6 +139,9 @@ lfs_backend *lfs_backend_cuda(char *why, size_t whylen);
  * default, LFS_CUDA_TF32=0 turns it off for a process; parity tests turn it off. */
 void lfs_cuda_set_tf32(lfs_backend *be, int on);
 int lfs_cuda_tf32(lfs_backend *be);
+/* Convolutions through im2col + cuBLAS instead of cuDNN (also LFS_CUDA_CONV=gemm):
+ * the fallback where cuDNN has no algorithm, and a second opinion for tests. */
+void lfs_cuda_set_conv_gemm(lfs_backend *be, int on);
 
 /* Accelerator discovery for `lfsearch info --devices`. */
 typedef struct {

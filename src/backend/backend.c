@@ -43,4 +43,9 @@ int lfs_cuda_tf32(lfs_backend *be) {
   (void)be;
   return 0;
 }
+
+void lfs_cuda_set_conv_gemm(lfs_backend *be, int on) {
+  (void)be;
+  (void)on;
+}
 #endif

@@ -1,7 +1,8 @@
 /* test_cuda_parity.c: every op of the CUDA backend against the CPU reference
  * backend on the same inputs, then a whole training-mode forward and backward
  * pass of tiny (with dropout) and of r18 built on each backend with the same
- * parameters. TF32 is off, so the GPU computes in float32 like the CPU and the
+ * parameters; convolutions through cuDNN and again through im2col + cuBLAS. TF32
+ * is off, so the GPU computes in float32 like the CPU and the
  * tolerance is one of float32 rounding, scaled by each output's magnitude:
  * |gpu - cpu| <= rtol * max(1, max |cpu|). Dropout masks must match exactly
  * (the same Philox stream), per-channel double sums to 1e-9 relative. Exits 77
@@ -227,7 +228,19 @@ static void test_conv(lfs_conv_desc d, const char *what) {
   for (size_t i = 0; i < sizeof all / sizeof all[0]; i++) free_pair(all[i]);
 }
 
+static void test_convolution_geometries(void);
+
+/* cuDNN, then im2col + cuBLAS, each against the CPU. */
 static void test_convolutions(void) {
+  printf("-- convolutions through cuDNN\n");
+  test_convolution_geometries();
+  lfs_cuda_set_conv_gemm(gpu, 1);
+  printf("-- convolutions through im2col + cuBLAS\n");
+  test_convolution_geometries();
+  lfs_cuda_set_conv_gemm(gpu, 0);
+}
+
+static void test_convolution_geometries(void) {
   test_conv((lfs_conv_desc){.n = 4, .in_c = 16, .in_h = 14, .in_w = 14, .out_c = 32, .kh = 3, .kw = 3,
                             .stride = 1, .pad = 1, .groups = 1},
             "3x3 s1 p1");

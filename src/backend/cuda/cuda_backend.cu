@@ -146,6 +146,8 @@ static int create(void) {
   LFS_CUBLAS_CHECK(cublasCreate(&c->blas));
   LFS_CUDNN_CHECK(cudnnCreate(&c->dnn));
   c->tf32 = tf32_default();
+  const char *conv = getenv("LFS_CUDA_CONV"); /* "gemm": im2col + cuBLAS everywhere */
+  c->conv_gemm = conv && !strcmp(conv, "gemm");
   apply_math_mode(c);
   cuda_backend.ops = &cuda_ops;
   cuda_backend.ctx = c;
@@ -169,3 +171,5 @@ extern "C" void lfs_cuda_set_tf32(lfs_backend *be, int on) {
 }
 
 extern "C" int lfs_cuda_tf32(lfs_backend *be) { return ctx_of(be)->tf32; }
+
+extern "C" void lfs_cuda_set_conv_gemm(lfs_backend *be, int on) { ctx_of(be)->conv_gemm = on != 0; }

@@ -3,7 +3,9 @@
  * forward, backward-data and backward-filter algorithms cuDNN's heuristics rank
  * first among those whose workspace fits, kept for the life of the process. The
  * workspace is the context's, grown to the largest plan. Backward accumulates
- * (beta = 1), as every backward of the interface does. */
+ * (beta = 1), as every backward of the interface does. A geometry for which
+ * cuDNN offers no algorithm, or every geometry under LFS_CUDA_CONV=gemm (or
+ * lfs_cuda_set_conv_gemm), runs as im2col + cuBLAS (cuda_conv_gemm.cu). */
 #include <string.h>
 
 #include "backend/cuda/cuda_internal.h"
@@ -14,6 +16,7 @@ static const size_t max_workspace = (size_t)1 << 30;
 struct lfs_cuda_conv_plan {
   lfs_conv_desc d;
   int math_tf32;
+  int gemm; /* im2col + cuBLAS instead of cuDNN */
   cudnnTensorDescriptor_t x, y, bias;
   cudnnFilterDescriptor_t w;
   cudnnConvolutionDescriptor_t conv;
@@ -56,7 +59,8 @@ static void make_descriptors(lfs_cuda_conv_plan *p, const lfs_conv_desc *d, int 
               d->out_c, d->out_h, d->out_w);
 }
 
-/* The first of cuDNN's ranked algorithms that succeeds within max_workspace. */
+/* The first of cuDNN's ranked algorithms that succeeds within max_workspace;
+ * ok becomes 0 when there is none. */
 #define PICK_ALGORITHM(get, perf_t, handle, ...)                                          \
   do {                                                                                    \
     perf_t perf[16];                                                                      \
@@ -64,45 +68,59 @@ static void make_descriptors(lfs_cuda_conv_plan *p, const lfs_conv_desc *d, int 
     LFS_CUDNN_CHECK(get(handle, __VA_ARGS__, 16, &found, perf));                          \
     for (int i = 0; i < found && chosen < 0; i++)                                         \
       if (perf[i].status == CUDNN_STATUS_SUCCESS && perf[i].memory <= max_workspace) chosen = i; \
-    if (chosen < 0) lfs_fatal("cuDNN: no usable algorithm for %s", #get);                 \
-    algo = perf[chosen].algo;                                                             \
-    bytes = perf[chosen].memory;                                                          \
+    if (chosen < 0) {                                                                     \
+      ok = 0;                                                                             \
+    } else {                                                                              \
+      algo = perf[chosen].algo;                                                           \
+      bytes = perf[chosen].memory;                                                        \
+    }                                                                                     \
   } while (0)
 
-static void choose_algorithms(lfs_cuda_ctx *c, lfs_cuda_conv_plan *p) {
+/* 0 if cuDNN has no algorithm for one of the three passes. */
+static int choose_algorithms(lfs_cuda_ctx *c, lfs_cuda_conv_plan *p) {
+  int ok = 1;
   {
-    cudnnConvolutionFwdAlgo_t algo;
-    size_t bytes;
+    cudnnConvolutionFwdAlgo_t algo = CUDNN_CONVOLUTION_FWD_ALGO_IMPLICIT_GEMM;
+    size_t bytes = 0;
     PICK_ALGORITHM(cudnnGetConvolutionForwardAlgorithm_v7, cudnnConvolutionFwdAlgoPerf_t, c->dnn,
                    p->x, p->w, p->conv, p->y);
     p->fwd = algo, p->ws_fwd = bytes;
   }
   {
-    cudnnConvolutionBwdDataAlgo_t algo;
-    size_t bytes;
+    cudnnConvolutionBwdDataAlgo_t algo = CUDNN_CONVOLUTION_BWD_DATA_ALGO_0;
+    size_t bytes = 0;
     PICK_ALGORITHM(cudnnGetConvolutionBackwardDataAlgorithm_v7, cudnnConvolutionBwdDataAlgoPerf_t,
                    c->dnn, p->w, p->y, p->conv, p->x);
     p->bwd_data = algo, p->ws_data = bytes;
   }
   {
-    cudnnConvolutionBwdFilterAlgo_t algo;
-    size_t bytes;
+    cudnnConvolutionBwdFilterAlgo_t algo = CUDNN_CONVOLUTION_BWD_FILTER_ALGO_0;
+    size_t bytes = 0;
     PICK_ALGORITHM(cudnnGetConvolutionBackwardFilterAlgorithm_v7,
                    cudnnConvolutionBwdFilterAlgoPerf_t, c->dnn, p->x, p->y, p->conv, p->w);
     p->bwd_filter = algo, p->ws_filter = bytes;
   }
+  return ok;
 }
 
 static lfs_cuda_conv_plan *plan_for(lfs_cuda_ctx *c, const lfs_conv_desc *d) {
   for (int i = 0; i < c->nplans; i++)
-    if (same_geometry(&c->plans[i].d, d) && c->plans[i].math_tf32 == c->tf32) return &c->plans[i];
+    if (same_geometry(&c->plans[i].d, d) && c->plans[i].math_tf32 == c->tf32 &&
+        c->plans[i].gemm == c->conv_gemm)
+      return &c->plans[i];
   c->plans = (lfs_cuda_conv_plan *)lfs_grow(c->plans, c->nplans + 1, &c->cap_plans, sizeof *c->plans);
   lfs_cuda_conv_plan *p = &c->plans[c->nplans++];
   memset(p, 0, sizeof *p);
   p->d = *d;
   p->math_tf32 = c->tf32;
   make_descriptors(p, d, c->tf32);
-  choose_algorithms(c, p);
+  p->gemm = c->conv_gemm;
+  if (!p->gemm && !choose_algorithms(c, p)) {
+    lfs_warn("cuDNN has no algorithm for the convolution %dx%dx%dx%d -> %d channels, %dx%d kernel, "
+             "stride %d, %d groups: using im2col + cuBLAS",
+             d->n, d->in_c, d->in_h, d->in_w, d->out_c, d->kh, d->kw, d->stride, d->groups);
+    p->gemm = 1;
+  }
   return p;
 }
 
@@ -110,6 +128,10 @@ void lfs_cuda_conv2d_forward(lfs_backend *be, const lfs_conv_desc *d, float *y, 
                              const float *w, const float *b) {
   lfs_cuda_ctx *c = lfs_cuda_ctx_of(be);
   lfs_cuda_conv_plan *p = plan_for(c, d);
+  if (p->gemm) {
+    lfs_cuda_conv2d_forward_gemm(be, d, y, x, w, b);
+    return;
+  }
   const float one = 1.0f, zero = 0.0f;
   void *ws = lfs_cuda_workspace(c, p->ws_fwd);
   LFS_CUDNN_CHECK(cudnnConvolutionForward(c->dnn, &one, p->x, x, p->w, w, p->conv, p->fwd, ws,
@@ -121,6 +143,10 @@ void lfs_cuda_conv2d_backward(lfs_backend *be, const lfs_conv_desc *d, float *dx
                               float *db, const float *dy, const float *x, const float *w) {
   lfs_cuda_ctx *c = lfs_cuda_ctx_of(be);
   lfs_cuda_conv_plan *p = plan_for(c, d);
+  if (p->gemm) {
+    lfs_cuda_conv2d_backward_gemm(be, d, dx, dw, db, dy, x, w);
+    return;
+  }
   const float one = 1.0f;
   if (dx) {
     void *ws = lfs_cuda_workspace(c, p->ws_data);

@@ -29,6 +29,7 @@ typedef struct {
   cublasHandle_t blas;
   cudnnHandle_t dnn;
   int tf32;                 /* TF32 tensor-core math in GEMMs and convolutions */
+  int conv_gemm;            /* convolutions as im2col + cuBLAS instead of cuDNN */
   void *workspace;          /* cuDNN workspace, grown on demand */
   size_t workspace_bytes;
   double *reduce;           /* device scratch for per-channel double sums */
@@ -99,6 +100,11 @@ void lfs_cuda_conv2d_forward(lfs_backend *be, const lfs_conv_desc *d, float *y, 
 void lfs_cuda_conv2d_backward(lfs_backend *be, const lfs_conv_desc *d, float *dx, float *dw,
                               float *db, const float *dy, const float *x, const float *w);
 void lfs_cuda_conv_plans_free(lfs_cuda_ctx *c);
+/* cuda_conv_gemm.cu: the same through im2col + cuBLAS */
+void lfs_cuda_conv2d_forward_gemm(lfs_backend *be, const lfs_conv_desc *d, float *y, const float *x,
+                                  const float *w, const float *b);
+void lfs_cuda_conv2d_backward_gemm(lfs_backend *be, const lfs_conv_desc *d, float *dx, float *dw,
+                                   float *db, const float *dy, const float *x, const float *w);
 
 /* cuda_norm.cu: batch norm and L2 normalisation */
 void lfs_cuda_batchnorm_sums(lfs_backend *be, const lfs_bn_desc *d, double *sum, const float *x);
