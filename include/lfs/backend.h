@@ -11,6 +11,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "lfs/head.h"
 #include "lfs/philox.h"
 
 typedef struct lfs_backend lfs_backend;
@@ -99,6 +100,13 @@ typedef struct {
                          const float *x);
   void (*l2norm_backward)(lfs_backend *be, int rows, int cols, float eps, float *dx,
                           const float *dy, const float *y, const float *norms);
+
+  /* The cosine head's mean loss and gradients, lfs_head_loss of lfs/head.h:
+   * x [B, D], w [K, D] and the accumulated dx, dw in backend memory, labels [B]
+   * on the host. */
+  double (*head_loss)(lfs_backend *be, const lfs_head_cfg *cfg, int B, int D, int K, float *dx,
+                      float *dw, lfs_head_stats *stats, const float *x, const float *w,
+                      const int32_t *labels);
 } lfs_backend_ops;
 
 struct lfs_backend {

@@ -1,7 +1,8 @@
 /* test_cuda_parity.c: every op of the CUDA backend against the CPU reference
  * backend on the same inputs, then a whole training-mode forward and backward
  * pass of tiny (with dropout) and of r18 built on each backend with the same
- * parameters; convolutions through cuDNN and again through im2col + cuBLAS. TF32
+ * parameters; convolutions through cuDNN and again through im2col + cuBLAS; the
+ * margin head for every loss (also at 100,003 classes). TF32
  * is off, so the GPU computes in float32 like the CPU and the
  * tolerance is one of float32 rounding, scaled by each output's magnitude:
  * |gpu - cpu| <= rtol * max(1, max |cpu|). Dropout masks must match exactly
@@ -258,6 +259,65 @@ static void test_convolution_geometries(void) {
             "3x3 4 groups p0");
 }
 
+/* ---- the margin head ---- */
+
+static void check_head(lfs_head_cfg cfg, const char *what, int B, int D, int K) {
+  pair x = make_pair((size_t)B * D, -1, 1, 60), w = make_pair((size_t)K * D, -0.05f, 0.05f, 61);
+  pair dx = make_pair((size_t)B * D, -1, 1, 62), dw = make_pair((size_t)K * D, -1, 1, 63);
+  int32_t *labels = malloc(sizeof(int32_t) * B);
+  const lfs_rng r = lfs_rng_make(5, LFS_RNG_TEST, 64, 0);
+  for (int i = 0; i < B; i++) labels[i] = (int32_t)lfs_rng_below(&r, (uint64_t)i, (uint64_t)K);
+  labels[1] = labels[0]; /* two rows of one class */
+  lfs_head_stats sc, sg;
+  const double lc = cpu->ops->head_loss(cpu, &cfg, B, D, K, dx.c, dw.c, &sc, x.c, w.c, labels);
+  const double lg = gpu->ops->head_loss(gpu, &cfg, B, D, K, dx.g, dw.g, &sg, x.g, w.g, labels);
+  char name[128];
+  checks++;
+  const int ok = fabs(lc - lg) <= 1e-5 * fmax(1.0, fabs(lc)) && fabs(sc.mean_p_y - sg.mean_p_y) <= 1e-6 &&
+                 fabs(sc.mean_cos_y - sg.mean_cos_y) <= 1e-6 && sc.accuracy == sg.accuracy;
+  printf("%-4s head %-39s loss cpu %.9g gpu %.9g; p_y %.6g/%.6g; accuracy %.3g/%.3g\n",
+         ok ? "ok" : "FAIL", what, lc, lg, sc.mean_p_y, sg.mean_p_y, sc.accuracy, sg.accuracy);
+  failures += !ok;
+  snprintf(name, sizeof name, "head %s dx (accumulates)", what);
+  check_pair(name, &dx, 1e-5);
+  snprintf(name, sizeof name, "head %s dw (accumulates)", what);
+  check_pair(name, &dw, 1e-5);
+  free(labels);
+  free_pair(&x), free_pair(&w), free_pair(&dx), free_pair(&dw);
+}
+
+static lfs_head_cfg head_cfg(lfs_loss_kind kind) {
+  lfs_head_cfg cfg;
+  lfs_head_cfg_init(&cfg, kind);
+  return cfg;
+}
+
+static void test_head(void) {
+  const int B = 24, D = 64, K = 3001;
+  check_head(head_cfg(LFS_LOSS_SOFTMAX), "softmax", B, D, K);
+  check_head(head_cfg(LFS_LOSS_COSFACE), "cosface", B, D, K);
+  check_head(head_cfg(LFS_LOSS_ARCFACE), "arcface", B, D, K);
+  lfs_head_cfg sphere = head_cfg(LFS_LOSS_SPHEREFACE);
+  sphere.iteration = 20000;
+  check_head(sphere, "sphereface (lambda annealed)", B, D, K);
+  check_head(head_cfg(LFS_LOSS_COMBINED), "combined", B, D, K);
+  check_head(head_cfg(LFS_LOSS_MV_SOFTMAX), "mv_softmax adaptive", B, D, K);
+  lfs_head_cfg mvf = head_cfg(LFS_LOSS_MV_SOFTMAX);
+  mvf.mv_mode = LFS_MV_FIXED, mvf.mv_t = 0.2;
+  check_head(mvf, "mv_softmax fixed", B, D, K);
+  lfs_head_cfg search = head_cfg(LFS_LOSS_SEARCH_SOFTMAX);
+  search.a = -3000.0;
+  check_head(search, "search_softmax a = -3000", B, D, K);
+  lfs_head_cfg am = head_cfg(LFS_LOSS_AMLFS);
+  am.amlfs_tau = 1;
+  for (int j = 0; j < am.amlfs_n; j++) {
+    am.amlfs_alpha[j] = 1.0 + 0.05 * j, am.amlfs_beta[j] = -0.02 * j;
+    am.tau_alpha[j] = 1.0 - 0.03 * j, am.tau_beta[j] = 0.01 * j;
+  }
+  check_head(am, "amlfs with tau", B, D, K);
+  check_head(head_cfg(LFS_LOSS_ARCFACE), "arcface, 100,003 classes", 8, 128, 100003);
+}
+
 /* ---- whole models ---- */
 
 typedef struct {
@@ -328,6 +388,7 @@ int main(int argc, char **argv) {
   test_l2norm();
   test_batchnorm();
   test_convolutions();
+  test_head();
   lfs_model_cfg tiny = {.arch = "tiny", .embedding = 64, .input = 32, .dropout = 0.2f};
   check_model(tiny, 8);
   lfs_model_cfg r18 = {.arch = "r18", .embedding = 512, .input = 112};

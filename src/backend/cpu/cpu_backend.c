@@ -41,6 +41,13 @@ static float *cpu_host_alloc(lfs_backend *be, size_t count) {
   return lfs_alloc_floats(count ? count : 1);
 }
 
+static double cpu_head_loss(lfs_backend *be, const lfs_head_cfg *cfg, int B, int D, int K,
+                            float *dx, float *dw, lfs_head_stats *stats, const float *x,
+                            const float *w, const int32_t *labels) {
+  (void)be;
+  return lfs_head_loss(cfg, B, D, K, dx, dw, stats, x, w, labels);
+}
+
 static void cpu_fill(lfs_backend *be, float *x, float value, size_t count) {
   (void)be;
 #pragma omp parallel for schedule(static) if (count > LFS_CPU_PAR_MIN)
@@ -72,7 +79,7 @@ static void cpu_axpy(lfs_backend *be, float *y, float alpha, const float *x, siz
     .dropout_forward = lfs_cpu_dropout_forward##sfx,                                       \
     .dropout_backward = lfs_cpu_dropout_backward##sfx,                                     \
     .l2norm_forward = lfs_cpu_l2norm_forward##sfx,                                         \
-    .l2norm_backward = lfs_cpu_l2norm_backward##sfx,                                       \
+    .l2norm_backward = lfs_cpu_l2norm_backward##sfx, .head_loss = cpu_head_loss,            \
   }
 
 typedef struct {

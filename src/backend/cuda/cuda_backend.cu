@@ -110,6 +110,7 @@ static const lfs_backend_ops cuda_ops = {
     lfs_cuda_dropout_backward,
     lfs_cuda_l2norm_forward,
     lfs_cuda_l2norm_backward,
+    lfs_cuda_head_loss,
 };
 
 static void apply_math_mode(lfs_cuda_ctx *c) {

@@ -34,6 +34,8 @@ typedef struct {
   size_t workspace_bytes;
   double *reduce;           /* device scratch for per-channel double sums */
   size_t reduce_count;
+  void *head_scratch;       /* the margin head's per-call scratch, grown on demand */
+  size_t head_bytes;
   struct lfs_cuda_conv_plan *plans; /* one per convolution geometry seen */
   int nplans, cap_plans;
 } lfs_cuda_ctx;
@@ -124,6 +126,11 @@ void lfs_cuda_l2norm_forward(lfs_backend *be, int rows, int cols, float eps, flo
                              const float *x);
 void lfs_cuda_l2norm_backward(lfs_backend *be, int rows, int cols, float eps, float *dx,
                               const float *dy, const float *y, const float *norms);
+
+/* cuda_head.cu: the cosine head (lfs_head_loss) */
+double lfs_cuda_head_loss(lfs_backend *be, const lfs_head_cfg *cfg, int B, int D, int K, float *dx,
+                          float *dw, lfs_head_stats *stats, const float *x, const float *w,
+                          const int32_t *labels);
 
 /* cuda_pointwise.cu: PReLU, linear (cuBLAS), add, dropout, fill, axpy */
 void lfs_cuda_prelu_forward(lfs_backend *be, int n, int c, int spatial, float *y, const float *x,

@@ -1,0 +1,408 @@
+/* cuda_head.cu: the cosine head's loss and gradients (src/loss/cosine_head.c,
+ * DESIGN 1.1-1.5) on the GPU, for any number of classes: the class cosines as
+ * one cuBLAS GEMM of the normalised embeddings with the class weights, then one
+ * block per row that applies the loss's target transform (margins with
+ * SphereFace's annealing, AM-LFS), MV-Softmax's negatives and the max-shifted
+ * softmax with Search-Softmax's modulation or AM-LFS's tau, all in double as on
+ * the CPU, without storing the logits (they are recomputed in each of the row's
+ * three passes); the backward is two GEMMs plus the normalisation terms. The
+ * formulas are the CPU's, step for step, so the two agree to rounding; sums run
+ * in another order. x, w, dx, dw are device memory; labels are host memory. */
+#include <math.h>
+#include <string.h>
+
+#include "backend/cuda/cuda_internal.h"
+
+/* ---- the per-cosine transforms (src/loss/margin.c, mv.c, amlfs.c, modulation.c) ---- */
+
+static __device__ double clamp_unit(double c) { return c > 1.0 ? 1.0 : c < -1.0 ? -1.0 : c; }
+
+static __device__ int interval_of(double v, double lo, double width, int n) {
+  const double pos = floor((v - lo) / width * n);
+  if (!(pos >= 0.0)) return 0;
+  return pos >= n ? n - 1 : (int)pos;
+}
+
+static __device__ double psi_general(double m1, double m2, double m3, double c, double *dpsi) {
+  if (m1 == 1.0 && m2 == 0.0) {
+    *dpsi = 1.0;
+    return c - m3;
+  }
+  const double theta = acos(c);
+  const double phi = m1 * theta + m2;
+  const double k = floor(phi / 3.14159265358979323846);
+  const double sign = fmod(k, 2.0) == 0.0 ? 1.0 : -1.0;
+  double sin_theta = sqrt((1.0 - c) * (1.0 + c));
+  if (sin_theta < LFS_HEAD_SIN_FLOOR) sin_theta = LFS_HEAD_SIN_FLOOR;
+  *dpsi = sign * m1 * sin(phi) / sin_theta;
+  return sign * cos(phi) - 2.0 * k - m3;
+}
+
+/* The label's target t(c) and dt/dc; lambda is SphereFace's (0 otherwise). */
+static __device__ double target(const lfs_head_cfg &cfg, double lambda, double c, double *dt) {
+  if (cfg.kind == LFS_LOSS_AMLFS) {
+    const int j = interval_of(c, -1.0, 2.0, cfg.amlfs_n);
+    *dt = cfg.amlfs_alpha[j];
+    return cfg.amlfs_alpha[j] * c + cfg.amlfs_beta[j];
+  }
+  double dpsi;
+  double t = psi_general(cfg.m1, cfg.m2, cfg.m3, c, &dpsi);
+  if (cfg.kind == LFS_LOSS_SPHEREFACE) {
+    t = (lambda * c + t) / (1.0 + lambda);
+    dpsi = (lambda + dpsi) / (1.0 + lambda);
+  }
+  *dt = cfg.margin_grad == LFS_MARGIN_GRAD_STRAIGHT ? 1.0 : dpsi;
+  return t;
+}
+
+static __device__ double mv_negative(const lfs_head_cfg &cfg, double c, double t, double *slope) {
+  if (cfg.kind != LFS_LOSS_MV_SOFTMAX || !(c > t)) {
+    *slope = 1.0;
+    return c;
+  }
+  if (cfg.mv_mode == LFS_MV_FIXED) {
+    *slope = 1.0;
+    return c + cfg.mv_t;
+  }
+  *slope = cfg.mv_t;
+  return cfg.mv_t * c + cfg.mv_t - 1.0;
+}
+
+static __device__ int log_tau(double alpha, double beta, double py, double q, double neg_log_py,
+                              double *out) {
+  if (py >= 0.5) {
+    const double at_one = alpha + beta;
+    if (at_one > 0.0) {
+      const double rel = -alpha * q / at_one;
+      if (!(rel > -1.0)) return 0;
+      *out = log(at_one) + log1p(rel);
+      return 1;
+    }
+    const double tau = at_one - alpha * q;
+    if (!(tau > 0.0)) return 0;
+    *out = log(tau);
+    return 1;
+  }
+  if (beta == 0.0) {
+    if (!(alpha > 0.0)) return 0;
+    *out = log(alpha) - neg_log_py;
+    return 1;
+  }
+  const double tau = alpha * py + beta;
+  if (!(tau > 0.0)) return 0;
+  *out = log(tau);
+  return 1;
+}
+
+/* The row's loss and g = dL/dz scale from its softmax (py, q = 1 - py, -log py). */
+static __device__ double probability_term(const lfs_head_cfg &cfg, double py, double q,
+                                          double neg_log_py, double *g) {
+  if (cfg.kind == LFS_LOSS_AMLFS && cfg.amlfs_tau) {
+    const int j = interval_of(py, 0.0, 1.0, cfg.amlfs_n);
+    double lt;
+    if (!log_tau(cfg.tau_alpha[j], cfg.tau_beta[j], py, q, neg_log_py, &lt)) {
+      *g = 0.0;
+      return -log(LFS_AMLFS_TAU_FLOOR);
+    }
+    *g = cfg.tau_alpha[j] * exp(-neg_log_py - lt);
+    return -lt;
+  }
+  const double abs_a = fabs(cfg.kind == LFS_LOSS_SEARCH_SOFTMAX ? cfg.a : 0.0);
+  *g = (1.0 + abs_a) / (1.0 + abs_a * q);
+  return neg_log_py + log1p(abs_a * q);
+}
+
+/* ---- block reductions ---- */
+
+static __device__ double block_max(double v, double *part) {
+  part[threadIdx.x] = v;
+  __syncthreads();
+  for (int s = LFS_CUDA_THREADS / 2; s > 0; s >>= 1) {
+    if ((int)threadIdx.x < s && part[threadIdx.x + s] > part[threadIdx.x])
+      part[threadIdx.x] = part[threadIdx.x + s];
+    __syncthreads();
+  }
+  const double top = part[0];
+  __syncthreads();
+  return top;
+}
+
+/* The (cosine, class) pair with the largest cosine, the lowest class on ties. */
+static __device__ int block_argmax(double c, int k, double *part, int *idx) {
+  part[threadIdx.x] = c;
+  idx[threadIdx.x] = k;
+  __syncthreads();
+  for (int s = LFS_CUDA_THREADS / 2; s > 0; s >>= 1) {
+    if ((int)threadIdx.x < s) {
+      const double c2 = part[threadIdx.x + s];
+      const int k2 = idx[threadIdx.x + s];
+      if (c2 > part[threadIdx.x] || (c2 == part[threadIdx.x] && k2 < idx[threadIdx.x]))
+        part[threadIdx.x] = c2, idx[threadIdx.x] = k2;
+    }
+    __syncthreads();
+  }
+  const int best = idx[0];
+  __syncthreads();
+  return best;
+}
+
+/* ---- the forward pieces ---- */
+
+/* inv[r] = 1 / max(|m_r|, eps), one block per row. */
+static __global__ void inv_norms_kernel(double *inv, const float *m, int cols) {
+  __shared__ double part[LFS_CUDA_THREADS];
+  const float *row = m + (size_t)blockIdx.x * cols;
+  double sq = 0.0;
+  for (int j = threadIdx.x; j < cols; j += blockDim.x) sq += (double)row[j] * row[j];
+  const double norm = sqrt(lfs_cuda_block_sum(sq, part));
+  if (threadIdx.x == 0) inv[blockIdx.x] = 1.0 / (norm > LFS_HEAD_NORM_EPS ? norm : LFS_HEAD_NORM_EPS);
+}
+
+static __global__ void normalise_kernel(float *xhat, const float *x, const double *inv, int D,
+                                        size_t count) {
+  LFS_CUDA_GRID_STRIDE(i, count) xhat[i] = (float)(x[i] * inv[i / D]);
+}
+
+/* label_c[i] = x_i . w_{y_i} in double, times both inverse norms; one block per row. */
+static __global__ void label_cos_kernel(double *label_c, const float *x, const float *w,
+                                        const int *labels, const double *inv_x,
+                                        const double *inv_w, int D) {
+  __shared__ double part[LFS_CUDA_THREADS];
+  const int i = blockIdx.x, y = labels[i];
+  const float *xi = x + (size_t)i * D, *wy = w + (size_t)y * D;
+  double dot = 0.0;
+  for (int j = threadIdx.x; j < D; j += blockDim.x) dot += (double)xi[j] * wy[j];
+  const double total = lfs_cuda_block_sum(dot, part);
+  if (threadIdx.x == 0) label_c[i] = total * inv_x[i] * inv_w[y];
+}
+
+typedef struct {
+  double *loss, *py, *proj, *label_g;
+  int *hit;
+} row_out;
+
+/* Row i (one block): the softmax of its logits, its loss, its row of
+ * G' = dL/dc / |w_k| (label entry 0), the projection sum and the label's gradient. */
+static __global__ void row_kernel(row_out out, float *gscaled, const float *dots,
+                                  const double *inv_w, const double *label_c, const int *labels,
+                                  int B, int K, lfs_head_cfg cfg, double lambda) {
+  __shared__ double part[LFS_CUDA_THREADS];
+  __shared__ int idx[LFS_CUDA_THREADS];
+  const int i = blockIdx.x, y = labels[i];
+  const float *drow = dots + (size_t)i * K;
+  const double s = cfg.s, inv_b = 1.0 / B;
+  const double cy = clamp_unit(label_c[i]);
+  double dt;
+  const double t = target(cfg, lambda, cy, &dt), zy = s * t;
+  /* pass 1: the largest logit, and the class of the largest plain cosine */
+  double top = zy, best_c = cy;
+  int best = y;
+  for (int k = threadIdx.x; k < K; k += blockDim.x) {
+    if (k == y) continue;
+    const double c = clamp_unit(drow[k] * inv_w[k]);
+    double slope;
+    const double z = s * mv_negative(cfg, c, t, &slope);
+    if (z > top) top = z;
+    if (c > best_c || (c == best_c && k < best)) best_c = c, best = k;
+  }
+  top = block_max(top, part);
+  best = block_argmax(best_c, best, part, idx);
+  /* pass 2: the other classes' share */
+  double others = 0.0;
+  for (int k = threadIdx.x; k < K; k += blockDim.x) {
+    if (k == y) continue;
+    double slope;
+    others += exp(s * mv_negative(cfg, clamp_unit(drow[k] * inv_w[k]), t, &slope) - top);
+  }
+  others = lfs_cuda_block_sum(others, part);
+  const double ey = exp(zy - top), total = others + ey;
+  const double neg_log_py = zy == top ? log1p(others) : (top - zy) + log(total);
+  const double py = ey / total, q = others / total;
+  double g;
+  const double loss = probability_term(cfg, py, q, neg_log_py, &g);
+  /* pass 3: gradients */
+  double proj = 0.0;
+  float *grow = gscaled + (size_t)i * K;
+  for (int k = threadIdx.x; k < K; k += blockDim.x) {
+    const double raw = drow[k] * inv_w[k];
+    if (k == y || raw > 1.0 || raw < -1.0) {
+      grow[k] = 0.0f;
+      continue;
+    }
+    double slope;
+    const double pk = exp(s * mv_negative(cfg, clamp_unit(raw), t, &slope) - top) / total;
+    mv_negative(cfg, raw, t, &slope);
+    const double gk = g * pk * s * slope * inv_b;
+    proj += gk * raw;
+    grow[k] = (float)(gk * inv_w[k]);
+  }
+  proj = lfs_cuda_block_sum(proj, part);
+  if (threadIdx.x == 0) {
+    const double raw_y = label_c[i];
+    out.loss[i] = loss;
+    out.py[i] = py;
+    out.proj[i] = proj;
+    out.hit[i] = best == y;
+    out.label_g[i] = raw_y > 1.0 || raw_y < -1.0 ? 0.0 : -g * q * s * dt * inv_b;
+  }
+}
+
+/* ---- the backward pieces ---- */
+
+/* dx_i += (tmp_i - proj_i x̂_i + g_y (ŵ_y - c_y x̂_i)) / |x_i|; one block per row. */
+static __global__ void backward_x_kernel(float *dx, const float *tmp, const float *x, const float *w,
+                                         const int *labels, const double *inv_x,
+                                         const double *inv_w, const double *proj,
+                                         const double *label_c, const double *label_g, int D) {
+  const int i = blockIdx.x, y = labels[i];
+  const double inv = inv_x[i], invw = inv_w[y], gy = label_g[i];
+  const int floored = inv >= 1.0 / LFS_HEAD_NORM_EPS;
+  const double pr = floored ? 0.0 : proj[i], cy = floored ? 0.0 : label_c[i];
+  const float *xi = x + (size_t)i * D, *wy = w + (size_t)y * D;
+  for (int j = threadIdx.x; j < D; j += blockDim.x) {
+    const double xh = xi[j] * inv;
+    const double label_part = gy * (wy[j] * invw - cy * xh);
+    dx[(size_t)i * D + j] += (float)((tmp[(size_t)i * D + j] - pr * xh + label_part) * inv);
+  }
+}
+
+/* col[k] = sum over rows (in order) of G'_ik c_ik. */
+static __global__ void class_proj_kernel(double *col, const float *gscaled, const float *dots,
+                                         const double *inv_w, int B, int K) {
+  LFS_CUDA_GRID_STRIDE(k, (size_t)K) {
+    double acc = 0.0;
+    for (int i = 0; i < B; i++) acc += (double)gscaled[(size_t)i * K + k] * dots[(size_t)i * K + k] * inv_w[k];
+    col[k] = acc;
+  }
+}
+
+static __global__ void class_radial_kernel(float *dw, const float *w, const double *col,
+                                           const double *inv_w, int D, size_t count) {
+  LFS_CUDA_GRID_STRIDE(e, count) {
+    const size_t k = e / D;
+    if (inv_w[k] >= 1.0 / LFS_HEAD_NORM_EPS) continue;
+    const float f = (float)(col[k] * inv_w[k]);
+    dw[e] -= f * w[e];
+  }
+}
+
+/* The labels' entries of dw, row after row (rows may share a class). */
+static __global__ void label_w_kernel(float *dw, const float *x, const float *w, const int *labels,
+                                      const double *inv_x, const double *inv_w,
+                                      const double *label_c, const double *label_g, int B, int D) {
+  for (int i = 0; i < B; i++) {
+    const int y = labels[i];
+    const double inv = inv_w[y], invx = inv_x[i], gy = label_g[i];
+    const double cy = inv >= 1.0 / LFS_HEAD_NORM_EPS ? 0.0 : label_c[i];
+    const float *xi = x + (size_t)i * D, *wy = w + (size_t)y * D;
+    for (int j = threadIdx.x; j < D; j += blockDim.x)
+      dw[(size_t)y * D + j] += (float)(gy * (xi[j] * invx - cy * wy[j] * inv) * inv);
+    __syncthreads();
+  }
+}
+
+/* ---- scratch and the entry point ---- */
+
+typedef struct {
+  double *inv_x, *inv_w, *label_c, *col;
+  double *loss, *py, *proj, *label_g;
+  int *hit, *labels;
+  float *xhat, *dots, *gscaled, *tmp;
+} head_scratch;
+
+/* Carves the scratch of one call out of one device allocation, grown as needed. */
+static head_scratch scratch_for(lfs_cuda_ctx *c, int B, int D, int K) {
+  const size_t doubles = (size_t)B * 6 + (size_t)K * 2, ints = (size_t)B * 2;
+  const size_t floats = (size_t)B * D * 2 + (size_t)B * K * 2;
+  const size_t bytes = doubles * sizeof(double) + ints * sizeof(int) + floats * sizeof(float) + 64;
+  if (bytes > c->head_bytes) {
+    if (c->head_scratch) LFS_CUDA_CHECK(cudaFree(c->head_scratch));
+    c->head_scratch = NULL;
+    cudaError_t rc = cudaMalloc(&c->head_scratch, bytes);
+    if (rc != cudaSuccess) {
+      size_t free_b = 0, total_b = 0;
+      cudaMemGetInfo(&free_b, &total_b);
+      lfs_fatal("CUDA: cannot allocate %.1f MiB for the margin head (B %d, D %d, %d classes) on GPU %d "
+                "(%s; %.1f MiB free)", bytes / 1048576.0, B, D, K, c->device, cudaGetErrorString(rc),
+                free_b / 1048576.0);
+    }
+    c->head_bytes = bytes;
+  }
+  head_scratch s;
+  double *d = (double *)c->head_scratch;
+  s.inv_x = d, d += B;
+  s.label_c = d, d += B;
+  s.loss = d, d += B;
+  s.py = d, d += B;
+  s.proj = d, d += B;
+  s.label_g = d, d += B;
+  s.inv_w = d, d += K;
+  s.col = d, d += K;
+  int *n = (int *)d;
+  s.hit = n, n += B;
+  s.labels = n, n += B;
+  float *f = (float *)n;
+  s.xhat = f, f += (size_t)B * D;
+  s.tmp = f, f += (size_t)B * D;
+  s.dots = f, f += (size_t)B * K;
+  s.gscaled = f;
+  return s;
+}
+
+double lfs_cuda_head_loss(lfs_backend *be, const lfs_head_cfg *cfg, int B, int D, int K, float *dx,
+                          float *dw, lfs_head_stats *stats, const float *x, const float *w,
+                          const int32_t *labels) {
+  if (stats) memset(stats, 0, sizeof *stats);
+  if (B == 0) return 0.0;
+  lfs_cuda_ctx *c = lfs_cuda_ctx_of(be);
+  head_scratch s = scratch_for(c, B, D, K);
+  LFS_CUDA_CHECK(cudaMemcpy(s.labels, labels, sizeof(int) * B, cudaMemcpyHostToDevice));
+  inv_norms_kernel<<<B, LFS_CUDA_THREADS>>>(s.inv_x, x, D);
+  inv_norms_kernel<<<K, LFS_CUDA_THREADS>>>(s.inv_w, w, D);
+  normalise_kernel<<<lfs_cuda_blocks((size_t)B * D), LFS_CUDA_THREADS>>>(s.xhat, x, s.inv_x, D,
+                                                                         (size_t)B * D);
+  LFS_CUDA_LAUNCHED();
+  lfs_cuda_linear_forward(be, B, D, K, s.dots, s.xhat, w, NULL);
+  label_cos_kernel<<<B, LFS_CUDA_THREADS>>>(s.label_c, x, w, s.labels, s.inv_x, s.inv_w, D);
+  const row_out out = {s.loss, s.py, s.proj, s.label_g, s.hit};
+  row_kernel<<<B, LFS_CUDA_THREADS>>>(out, s.gscaled, s.dots, s.inv_w, s.label_c, s.labels, B, K,
+                                      *cfg, lfs_head_lambda(cfg));
+  LFS_CUDA_LAUNCHED();
+  if (dx) {
+    LFS_CUDA_CHECK(cudaMemset(s.tmp, 0, sizeof(float) * B * D));
+    lfs_cuda_linear_backward(be, B, D, K, s.tmp, NULL, NULL, s.gscaled, s.xhat, w);
+    backward_x_kernel<<<B, LFS_CUDA_THREADS>>>(dx, s.tmp, x, w, s.labels, s.inv_x, s.inv_w, s.proj,
+                                               s.label_c, s.label_g, D);
+    LFS_CUDA_LAUNCHED();
+  }
+  if (dw) {
+    class_proj_kernel<<<lfs_cuda_blocks((size_t)K), LFS_CUDA_THREADS>>>(s.col, s.gscaled, s.dots,
+                                                                        s.inv_w, B, K);
+    LFS_CUDA_LAUNCHED();
+    lfs_cuda_linear_backward(be, B, D, K, NULL, dw, NULL, s.gscaled, s.xhat, w);
+    class_radial_kernel<<<lfs_cuda_blocks((size_t)K * D), LFS_CUDA_THREADS>>>(dw, w, s.col, s.inv_w,
+                                                                              D, (size_t)K * D);
+    label_w_kernel<<<1, LFS_CUDA_THREADS>>>(dw, x, w, s.labels, s.inv_x, s.inv_w, s.label_c,
+                                            s.label_g, B, D);
+    LFS_CUDA_LAUNCHED();
+  }
+  /* the per-row results, summed on the host in row order as on the CPU */
+  double *rows = (double *)lfs_malloc(sizeof(double) * 3 * B);
+  int *hit = (int *)lfs_malloc(sizeof(int) * B);
+  LFS_CUDA_CHECK(cudaMemcpy(rows, s.loss, sizeof(double) * B, cudaMemcpyDeviceToHost));
+  LFS_CUDA_CHECK(cudaMemcpy(rows + B, s.py, sizeof(double) * B, cudaMemcpyDeviceToHost));
+  LFS_CUDA_CHECK(cudaMemcpy(rows + 2 * B, s.label_c, sizeof(double) * B, cudaMemcpyDeviceToHost));
+  LFS_CUDA_CHECK(cudaMemcpy(hit, s.hit, sizeof(int) * B, cudaMemcpyDeviceToHost));
+  double total = 0.0;
+  for (int i = 0; i < B; i++) total += rows[i];
+  if (stats)
+    for (int i = 0; i < B; i++) {
+      const double cy = rows[2 * B + i];
+      stats->mean_p_y += rows[B + i] / B;
+      stats->mean_cos_y += (cy > 1.0 ? 1.0 : cy < -1.0 ? -1.0 : cy) / B;
+      stats->accuracy += (double)hit[i] / B;
+    }
+  free(rows);
+  free(hit);
+  return total / B;
+}
