@@ -107,6 +107,10 @@ typedef struct {
   double (*head_loss)(lfs_backend *be, const lfs_head_cfg *cfg, int B, int D, int K, float *dx,
                       float *dw, lfs_head_stats *stats, const float *x, const float *w,
                       const int32_t *labels);
+  /* SGD with momentum on w [n] (lfs_sgd_step_raw of lfs/optim.h):
+   * d = g + weight_decay w; v = momentum v + d; w -= lr v. */
+  void (*sgd_step)(lfs_backend *be, float *w, float *v, const float *g, size_t n, float lr,
+                   float momentum, float weight_decay);
 } lfs_backend_ops;
 
 struct lfs_backend {

@@ -41,6 +41,9 @@ void lfs_sgd_free(lfs_sgd *opt);
  *   d = g + wd*w (wd = 0 outside decayed runs);  v = momentum*v + d;  w -= lr*v.
  * With v = 0 initially this equals PyTorch's first step, which sets v = d. */
 void lfs_sgd_step(lfs_sgd *opt, lfs_params *p);
+/* The same step on arrays in a backend's memory: data (p's layout), velocity and
+ * grad [opt->count], through be's sgd_step run by run. */
+void lfs_sgd_step_on(lfs_sgd *opt, lfs_backend *be, float *data, float *velocity, const float *grad);
 
 /* The same update on any triple, e.g. the head's class weights and their own momentum:
  * w [n] and v [n] are updated in place from g [n]. */

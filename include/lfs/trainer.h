@@ -26,14 +26,18 @@ typedef struct {
   lfs_model_cfg model;
   char arch[16];
   lfs_graph g; /* built for [local_batch, 3, S, S] on [run] backend */
-  /* The parameters as the host sees them: g.params itself when the backend's
-   * memory is the host's; otherwise a view of host mirrors (data, grad) that the
-   * optimizer, collectives and checkpoints work on, with the backend copy
-   * refreshed after every change (a "staged" trainer). */
+  /* Where a step works: the backend's memory. On the CPU backend `dev` aliases
+   * the host arrays (g.params.data, opt.velocity, w, dw, vw, dfeat). On a device
+   * backend ("staged") the whole training state lives on the device and the host
+   * arrays are copies made when something on the host needs them (collectives
+   * over several ranks, clipping, checkpoints, the winner's broadcast); `host` is
+   * then a view of g.params with host copies of data and grad. */
+  struct {
+    float *velocity, *w, *dw, *vw, *dfeat, *x;
+  } dev;
   lfs_params host;
   int staged;
-  float *x_dev, *dfeat_dev; /* staged: backend copies of the input and dfeat */
-  float *feat;              /* staged: host copy of the embeddings [local_batch, D] */
+  float *feat; /* staged: host copy of the embeddings [local_batch, D] */
   int D, K;
   lfs_head_cfg head;
   float *w, *dw, *vw; /* head class weights, gradient, momentum [K, D] */

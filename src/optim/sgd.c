@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "lfs/backend.h"
 #include "lfs/log.h"
 
 void lfs_sgd_init(lfs_sgd *opt, const lfs_params *p, float lr, float momentum, float weight_decay) {
@@ -44,6 +45,14 @@ void lfs_sgd_step(lfs_sgd *opt, lfs_params *p) {
     const lfs_sgd_run *run = &opt->runs[r];
     lfs_sgd_step_raw(p->data + run->offset, opt->velocity + run->offset, p->grad + run->offset,
                      run->count, opt->lr, opt->momentum, run->decay ? opt->weight_decay : 0.0f);
+  }
+}
+
+void lfs_sgd_step_on(lfs_sgd *opt, lfs_backend *be, float *data, float *velocity, const float *grad) {
+  for (int r = 0; r < opt->nruns; r++) {
+    const lfs_sgd_run *run = &opt->runs[r];
+    be->ops->sgd_step(be, data + run->offset, velocity + run->offset, grad + run->offset, run->count,
+                      opt->lr, opt->momentum, run->decay ? opt->weight_decay : 0.0f);
   }
 }
 

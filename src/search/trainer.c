@@ -79,33 +79,72 @@ static lfs_backend *backend_from_config(const lfs_config *cfg, char *err, size_t
   return be;
 }
 
-/* Staged: host mirrors of the parameters, and device buffers for the step's input
- * and embedding gradient; the host view starts from the initialised parameters. */
-static void make_host_view(lfs_trainer *t) {
+/* Where the step works (see trainer.h): aliases of the host arrays on the CPU
+ * backend; on a device backend, device copies of the whole training state and
+ * host copies of the parameters and gradients. Called once everything exists. */
+static void stage(lfs_trainer *t) {
   lfs_params *p = &t->g.params;
+  lfs_backend *be = p->be;
+  const size_t head = (size_t)t->K * t->D, feat = (size_t)t->local_batch * t->D;
   t->host = *p;
-  t->staged = p->be->device >= 0;
-  if (!t->staged) return;
+  t->staged = be->device >= 0;
+  if (!t->staged) {
+    t->dev.velocity = t->opt.velocity, t->dev.w = t->w, t->dev.dw = t->dw, t->dev.vw = t->vw;
+    t->dev.dfeat = t->dfeat, t->dev.x = NULL;
+    return;
+  }
   t->host.be = lfs_backend_cpu();
-  t->host.data = p->be->ops->host_alloc(p->be, p->count);
-  t->host.grad = p->be->ops->host_alloc(p->be, p->trainable_count);
-  p->be->ops->download(p->be, t->host.data, p->data, p->count);
-  const size_t nx = lfs_shape_count(lfs_model_input_shape(&t->model, t->local_batch));
-  t->x_dev = p->be->ops->alloc(p->be, nx);
-  t->dfeat_dev = p->be->ops->alloc(p->be, (size_t)t->local_batch * t->D);
-  t->feat = p->be->ops->host_alloc(p->be, (size_t)t->local_batch * t->D);
+  t->host.data = be->ops->host_alloc(be, p->count);
+  t->host.grad = be->ops->host_alloc(be, p->trainable_count);
+  be->ops->download(be, t->host.data, p->data, p->count);
+  t->feat = be->ops->host_alloc(be, feat);
+  t->dev.x = be->ops->alloc(be, lfs_shape_count(t->g.input));
+  t->dev.dfeat = be->ops->alloc(be, feat);
+  t->dev.velocity = be->ops->alloc(be, p->trainable_count);
+  t->dev.w = be->ops->alloc(be, head), t->dev.dw = be->ops->alloc(be, head);
+  t->dev.vw = be->ops->alloc(be, head);
+  be->ops->upload(be, t->dev.w, t->w, head);
+  be->ops->upload(be, t->dev.vw, t->vw, head);
+  be->ops->upload(be, t->dev.velocity, t->opt.velocity, p->trainable_count);
 }
 
-/* Staged: the backend's parameters become the host mirror's. */
-static void push_params(lfs_trainer *t) {
-  if (t->staged) t->g.be->ops->upload(t->g.be, t->g.params.data, t->host.data, t->g.params.count);
+static void unstage(lfs_trainer *t) {
+  if (!t->staged) return;
+  lfs_backend *be = t->g.be;
+  be->ops->host_free(be, t->host.data), be->ops->host_free(be, t->host.grad);
+  be->ops->host_free(be, t->feat);
+  float *dev[] = {t->dev.x, t->dev.dfeat, t->dev.velocity, t->dev.w, t->dev.dw, t->dev.vw};
+  for (size_t i = 0; i < sizeof dev / sizeof dev[0]; i++) be->ops->free(be, dev[i]);
+  t->staged = 0;
+}
+
+/* Staged: the host copies of the training state become the device's. */
+static void pull_state(lfs_trainer *t) {
+  if (!t->staged) return;
+  lfs_backend *be = t->g.be;
+  const size_t head = (size_t)t->K * t->D;
+  be->ops->download(be, t->host.data, t->g.params.data, t->g.params.count);
+  be->ops->download(be, t->opt.velocity, t->dev.velocity, t->g.params.trainable_count);
+  be->ops->download(be, t->w, t->dev.w, head);
+  be->ops->download(be, t->vw, t->dev.vw, head);
+}
+
+/* Staged: the device's training state becomes the host copies. */
+static void push_state(lfs_trainer *t) {
+  if (!t->staged) return;
+  lfs_backend *be = t->g.be;
+  const size_t head = (size_t)t->K * t->D;
+  be->ops->upload(be, t->g.params.data, t->host.data, t->g.params.count);
+  be->ops->upload(be, t->dev.velocity, t->opt.velocity, t->g.params.trainable_count);
+  be->ops->upload(be, t->dev.w, t->w, head);
+  be->ops->upload(be, t->dev.vw, t->vw, head);
 }
 
 /* The network's input in the backend's memory. */
 static const float *input_on_backend(lfs_trainer *t, const float *x) {
   if (!t->staged) return x;
-  t->g.be->ops->upload(t->g.be, t->x_dev, x, lfs_shape_count(t->g.input));
-  return t->x_dev;
+  t->g.be->ops->upload(t->g.be, t->dev.x, x, lfs_shape_count(t->g.input));
+  return t->dev.x;
 }
 
 /* Embeddings on the host. */
@@ -134,7 +173,6 @@ static int build_model(lfs_trainer *t, const lfs_config *cfg, char *err, size_t 
   }
   lfs_model_init_params(&t->g, &t->model, t->seed);
   t->D = lfs_graph_output_shape(&t->g).c;
-  make_host_view(t);
   return 0;
 }
 
@@ -171,18 +209,13 @@ int lfs_trainer_init(lfs_trainer *t, const lfs_config *cfg, int classes, int64_t
                (float)lfs_config_real(cfg, "optim.momentum"),
                (float)lfs_config_real(cfg, "optim.weight_decay"));
   if (!lfs_config_bool(cfg, "optim.decay_bn")) lfs_sgd_set_decay(&t->opt, &t->g.params, lfs_decay_weights_only, NULL);
+  stage(t);
   return 0;
 }
 
 void lfs_trainer_free(lfs_trainer *t) {
+  unstage(t);
   lfs_sgd_free(&t->opt);
-  if (t->staged) {
-    lfs_backend *be = t->g.be;
-    be->ops->host_free(be, t->host.data), be->ops->host_free(be, t->host.grad);
-    be->ops->host_free(be, t->feat);
-    t->g.be->ops->free(t->g.be, t->x_dev);
-    t->g.be->ops->free(t->g.be, t->dfeat_dev);
-  }
   lfs_graph_free(&t->g);
   free(t->w), free(t->dw), free(t->vw), free(t->dfeat);
   memset(t, 0, sizeof *t);
@@ -198,55 +231,65 @@ static lfs_pass make_pass(lfs_trainer *t, int training) {
   return ps;
 }
 
-/* The embedding gradient in the backend's memory. */
-static const float *backend_dfeat(lfs_trainer *t) {
-  if (!t->staged) return t->dfeat;
-  t->g.be->ops->upload(t->g.be, t->dfeat_dev, t->dfeat, (size_t)t->local_batch * t->D);
-  return t->dfeat_dev;
+/* The gradients averaged over the group and the backbone's clipped: in place on
+ * the CPU; staged, through the host, and only when there is a group or a clip. */
+static void exchange_gradients(lfs_trainer *t) {
+  lfs_params *p = &t->host;
+  lfs_backend *be = t->g.be;
+  const size_t head = (size_t)t->K * t->D;
+  const int through_host = t->staged && (t->ranks > 1 || t->clip_norm > 0);
+  if (t->staged && !through_host) return;
+  if (through_host) {
+    be->ops->download(be, p->grad, t->g.params.grad, p->trainable_count);
+    be->ops->download(be, t->dw, t->dev.dw, head);
+  }
+  lfs_allreduce_mean(p->grad, p->trainable_count, t->comm);
+  lfs_allreduce_mean(t->dw, head, t->comm);
+  if (t->clip_norm > 0) lfs_clip_grad_norm_params(p, t->clip_norm);
+  if (through_host) {
+    be->ops->upload(be, t->g.params.grad, p->grad, p->trainable_count);
+    be->ops->upload(be, t->dev.dw, t->dw, head);
+  }
 }
 
-/* Staged: the step's gradients and the BN running statistics the forward pass
- * moved, into the host mirror (trainable values are the host's already). */
-static void pull_gradients_and_buffers(lfs_trainer *t) {
-  if (!t->staged) return;
+/* Without synchronised BN every rank's running statistics follow its own slice;
+ * like PyTorch DDP (broadcast_buffers) rank 0's are everyone's, so that
+ * verification and checkpoints see one model. */
+static void share_bn_statistics(lfs_trainer *t) {
+  if (t->ranks == 1 || t->sync_bn) return;
   const lfs_params *p = &t->g.params;
   lfs_backend *be = t->g.be;
-  be->ops->download(be, t->host.grad, p->grad, p->trainable_count);
-  be->ops->download(be, t->host.data + p->trainable_count, p->data + p->trainable_count,
-                    p->count - p->trainable_count);
+  float *buffers = t->host.data + p->trainable_count;
+  const size_t n = p->count - p->trainable_count;
+  be->ops->download(be, buffers, p->data + p->trainable_count, n);
+  lfs_broadcast(buffers, n, 0, t->comm);
+  be->ops->upload(be, p->data + p->trainable_count, buffers, n);
 }
 
 double lfs_trainer_step(lfs_trainer *t, const float *x, const int32_t *labels,
                         lfs_head_stats *stats) {
+  lfs_backend *be = t->g.be;
   lfs_pass ps = make_pass(t, 1);
   const float *xb = input_on_backend(t, x);
-  const float *feat = features_on_host(t, lfs_graph_forward(&t->g, &ps, xb));
+  const float *feat = lfs_graph_forward(&t->g, &ps, xb);
   const size_t head = (size_t)t->K * t->D;
-  memset(t->dfeat, 0, sizeof(float) * (size_t)t->local_batch * t->D);
-  memset(t->dw, 0, sizeof(float) * head);
+  be->ops->fill(be, t->dev.dfeat, 0.0f, (size_t)t->local_batch * t->D);
+  be->ops->fill(be, t->dev.dw, 0.0f, head);
   t->head.iteration = t->step;
-  double loss = lfs_head_loss(&t->head, t->local_batch, t->D, t->K, t->dfeat, t->dw, stats, feat,
-                              t->w, labels);
+  double loss = be->ops->head_loss(be, &t->head, t->local_batch, t->D, t->K, t->dev.dfeat,
+                                   t->dev.dw, stats, feat, t->dev.w, labels);
   LFS_MPI_CHECK(MPI_Allreduce(MPI_IN_PLACE, &loss, 1, MPI_DOUBLE, MPI_SUM, t->comm));
   loss /= t->ranks;
   if (!isfinite(loss)) return loss; /* every rank sees it: nobody updates */
   lfs_params_zero_grad(&t->g.params);
-  lfs_graph_backward(&t->g, &ps, xb, backend_dfeat(t));
-  lfs_params *p = &t->host;
-  pull_gradients_and_buffers(t);
-  lfs_allreduce_mean(p->grad, p->trainable_count, t->comm);
-  lfs_allreduce_mean(t->dw, head, t->comm);
-  if (t->clip_norm > 0) lfs_clip_grad_norm_params(p, t->clip_norm);
+  lfs_graph_backward(&t->g, &ps, xb, t->dev.dfeat);
+  exchange_gradients(t);
   t->lr = lfs_schedule_lr(&t->sched, t->step);
   t->opt.lr = (float)t->lr;
-  lfs_sgd_step(&t->opt, p);
-  lfs_sgd_step_raw(t->w, t->vw, t->dw, head, (float)t->lr, t->opt.momentum, t->opt.weight_decay);
-  /* Without synchronised BN every rank's running statistics follow its own slice;
-   * like PyTorch DDP (broadcast_buffers) rank 0's are everyone's, so that
-   * verification and checkpoints see one model. */
-  if (t->ranks > 1 && !t->sync_bn)
-    lfs_broadcast(p->data + p->trainable_count, p->count - p->trainable_count, 0, t->comm);
-  push_params(t);
+  lfs_sgd_step_on(&t->opt, be, t->g.params.data, t->dev.velocity, t->g.params.grad);
+  be->ops->sgd_step(be, t->dev.w, t->dev.vw, t->dev.dw, head, (float)t->lr, t->opt.momentum,
+                    t->opt.weight_decay);
+  share_bn_statistics(t);
   t->step++;
   return loss;
 }
@@ -334,26 +377,37 @@ size_t lfs_trainer_state_floats(const lfs_trainer *t) {
   return t->host.count + t->host.trainable_count + 2 * (size_t)t->K * t->D;
 }
 
-void lfs_trainer_state_pack(const lfs_trainer *t, float *buf) {
-  const lfs_params *p = &t->host;
+/* The four parts of the state in the backend's memory, in pack order. */
+typedef struct {
+  const float *part[4];
+  size_t count[4];
+} state_parts;
+
+static state_parts backend_parts(const lfs_trainer *t) {
+  const lfs_params *p = &t->g.params;
   const size_t head = (size_t)t->K * t->D;
-  memcpy(buf, p->data, sizeof(float) * p->count);
-  memcpy(buf + p->count, t->opt.velocity, sizeof(float) * p->trainable_count);
-  memcpy(buf + p->count + p->trainable_count, t->w, sizeof(float) * head);
-  memcpy(buf + p->count + p->trainable_count + head, t->vw, sizeof(float) * head);
+  return (state_parts){{p->data, t->dev.velocity, t->dev.w, t->dev.vw},
+                       {p->count, p->trainable_count, head, head}};
+}
+
+void lfs_trainer_state_pack(const lfs_trainer *t, float *buf) {
+  const state_parts s = backend_parts(t);
+  for (int i = 0; i < 4; i++) {
+    t->g.be->ops->download(t->g.be, buf, s.part[i], s.count[i]);
+    buf += s.count[i];
+  }
 }
 
 void lfs_trainer_state_unpack(lfs_trainer *t, const float *buf) {
-  const lfs_params *p = &t->host;
-  const size_t head = (size_t)t->K * t->D;
-  memcpy(p->data, buf, sizeof(float) * p->count);
-  memcpy(t->opt.velocity, buf + p->count, sizeof(float) * p->trainable_count);
-  memcpy(t->w, buf + p->count + p->trainable_count, sizeof(float) * head);
-  memcpy(t->vw, buf + p->count + p->trainable_count + head, sizeof(float) * head);
-  push_params(t);
+  const state_parts s = backend_parts(t);
+  for (int i = 0; i < 4; i++) {
+    t->g.be->ops->upload(t->g.be, (float *)s.part[i], buf, s.count[i]);
+    buf += s.count[i];
+  }
 }
 
 void lfs_trainer_broadcast_state(lfs_trainer *t, int root, MPI_Comm comm) {
+  pull_state(t);
   const lfs_params *p = &t->host;
   const size_t head = (size_t)t->K * t->D;
   lfs_broadcast(p->data, p->count, root, comm);
@@ -361,7 +415,7 @@ void lfs_trainer_broadcast_state(lfs_trainer *t, int root, MPI_Comm comm) {
   lfs_broadcast(t->w, head, root, comm);
   lfs_broadcast(t->vw, head, root, comm);
   LFS_MPI_CHECK(MPI_Bcast(&t->step, 1, MPI_INT64_T, root, comm));
-  push_params(t);
+  push_state(t);
 }
 
 /* "<prefix><name>": prefix is "" or ends in '/'. */
@@ -372,6 +426,13 @@ static const char *prefixed(char *buf, size_t len, const char *prefix, const cha
 
 int lfs_trainer_write_state(const lfs_trainer *t, lfs_ckpt *h, const char *prefix,
                             const float *packed, int64_t step, char *err, size_t errlen) {
+  if (!packed && t->staged) { /* the state is the device's: write a packed copy */
+    float *copy = lfs_alloc_floats(lfs_trainer_state_floats(t));
+    lfs_trainer_state_pack(t, copy);
+    const int rc = lfs_trainer_write_state(t, h, prefix, copy, step, err, errlen);
+    free(copy);
+    return rc;
+  }
   const lfs_params *p = &t->host;
   const size_t head = (size_t)t->K * t->D;
   const float *data = packed ? packed : p->data;
@@ -414,7 +475,7 @@ int lfs_trainer_read_state(lfs_trainer *t, lfs_ckpt *h, const char *prefix, char
       lfs_ckpt_get_int(h, group, "optimizer_steps", &steps, err, errlen);
   if (rc) return -1;
   t->step = steps;
-  push_params(t);
+  push_state(t);
   return 0;
 }
 

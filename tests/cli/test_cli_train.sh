@@ -87,7 +87,15 @@ for g in /model /optim /head; do
   h5diff c/checkpoints/ckpt-e0001-s000000.h5 staged/checkpoints/ckpt-e0001-s000000.h5 $g $g ||
     fail "--device cpu-staged: $g differs from the CPU run"
 done
-ok "--device cpu-staged (the GPU's staging path on CPU kernels) equals the CPU run bit for bit"
+# one rank: the state never leaves the "device" during a step
+run 0 "$LFSEARCH" train -c t.ini --set run.out_dir=one --set optim.epochs=1 --set model.dropout=0.2
+run 0 "$LFSEARCH" train -c t.ini --set run.out_dir=one-staged --set optim.epochs=1 \
+  --set model.dropout=0.2 --device cpu-staged
+for g in /model /optim /head; do
+  h5diff one/checkpoints/ckpt-e0001-s000000.h5 one-staged/checkpoints/ckpt-e0001-s000000.h5 $g $g ||
+    fail "--device cpu-staged on 1 rank: $g differs from the CPU run"
+done
+ok "--device cpu-staged (the GPU's staging path on CPU kernels) equals the CPU run bit for bit, on 2 ranks and on 1"
 if ! "$LFSEARCH" info --devices 2>&1 | grep -q ': GPU [0-9]'; then
   run 2 "$LFSEARCH" train -c t.ini --set run.out_dir=gpu --device cuda
   expect "[run] backend = cuda: "; ok "--device cuda without a usable GPU: exit 2 with the reason"

@@ -9,6 +9,7 @@
 
 #include "backend/cpu/cpu_internal.h"
 #include "lfs/log.h"
+#include "lfs/optim.h"
 
 #ifdef LFS_HAVE_CPU_ISA_BUILDS
 #undef LFS_CPU_SUFFIX
@@ -48,6 +49,12 @@ static double cpu_head_loss(lfs_backend *be, const lfs_head_cfg *cfg, int B, int
   return lfs_head_loss(cfg, B, D, K, dx, dw, stats, x, w, labels);
 }
 
+static void cpu_sgd_step(lfs_backend *be, float *w, float *v, const float *g, size_t n, float lr,
+                         float momentum, float weight_decay) {
+  (void)be;
+  lfs_sgd_step_raw(w, v, g, n, lr, momentum, weight_decay);
+}
+
 static void cpu_fill(lfs_backend *be, float *x, float value, size_t count) {
   (void)be;
 #pragma omp parallel for schedule(static) if (count > LFS_CPU_PAR_MIN)
@@ -80,6 +87,7 @@ static void cpu_axpy(lfs_backend *be, float *y, float alpha, const float *x, siz
     .dropout_backward = lfs_cpu_dropout_backward##sfx,                                     \
     .l2norm_forward = lfs_cpu_l2norm_forward##sfx,                                         \
     .l2norm_backward = lfs_cpu_l2norm_backward##sfx, .head_loss = cpu_head_loss,            \
+    .sgd_step = cpu_sgd_step,                                                              \
   }
 
 typedef struct {

@@ -111,6 +111,7 @@ static const lfs_backend_ops cuda_ops = {
     lfs_cuda_l2norm_forward,
     lfs_cuda_l2norm_backward,
     lfs_cuda_head_loss,
+    lfs_cuda_sgd_step,
 };
 
 static void apply_math_mode(lfs_cuda_ctx *c) {

@@ -148,5 +148,7 @@ void lfs_cuda_dropout_backward(lfs_backend *be, float *dx, const float *dy, size
                                const lfs_rng *rng);
 void lfs_cuda_fill(lfs_backend *be, float *x, float value, size_t count);
 void lfs_cuda_axpy(lfs_backend *be, float *y, float alpha, const float *x, size_t count);
+void lfs_cuda_sgd_step(lfs_backend *be, float *w, float *v, const float *g, size_t n, float lr,
+                       float momentum, float weight_decay);
 
 #endif

@@ -1,4 +1,4 @@
-/* cuda_pointwise.cu: CUDA element-wise and GEMM layers: fill, axpy, residual
+/* cuda_pointwise.cu: CUDA element-wise and GEMM layers: fill, axpy, SGD, residual
  * add, PReLU (per channel of [n, c, spatial]), linear through cuBLAS (row-major
  * operands passed as their column-major transposes), and inverted dropout with
  * the CPU's Philox4x32-10 masks recomputed on the device (the same bits). */
@@ -36,6 +36,25 @@ void lfs_cuda_add_forward(lfs_backend *be, float *y, const float *a, const float
   (void)be;
   if (!count) return;
   add_kernel<<<lfs_cuda_blocks(count), LFS_CUDA_THREADS>>>(y, a, b, count);
+  LFS_CUDA_LAUNCHED();
+}
+
+/* ---- SGD (src/optim/sgd.c's lfs_sgd_step_raw) ---- */
+
+static __global__ void sgd_kernel(float *w, float *v, const float *g, size_t n, float lr,
+                                  float momentum, float weight_decay) {
+  GRID_STRIDE(i, n) {
+    const float d = g[i] + weight_decay * w[i];
+    v[i] = momentum * v[i] + d;
+    w[i] -= lr * v[i];
+  }
+}
+
+void lfs_cuda_sgd_step(lfs_backend *be, float *w, float *v, const float *g, size_t n, float lr,
+                       float momentum, float weight_decay) {
+  (void)be;
+  if (!n) return;
+  sgd_kernel<<<lfs_cuda_blocks(n), LFS_CUDA_THREADS>>>(w, v, g, n, lr, momentum, weight_decay);
   LFS_CUDA_LAUNCHED();
 }
 
