@@ -116,7 +116,12 @@ static void test_elementwise(void) {
   cpu->ops->dropout_backward(cpu, y.c, b.c, n, 0.3f, &rng);
   gpu->ops->dropout_backward(gpu, y.g, b.g, n, 0.3f, &rng);
   check_pair("dropout backward (accumulates)", &y, 0);
-  free_pair(&a), free_pair(&b), free_pair(&y);
+  pair w = make_pair(n, -1, 1, 33), v = make_pair(n, -0.1f, 0.1f, 34);
+  cpu->ops->sgd_step(cpu, w.c, v.c, a.c, n, 0.1f, 0.9f, 5e-4f);
+  gpu->ops->sgd_step(gpu, w.g, v.g, a.g, n, 0.1f, 0.9f, 5e-4f);
+  check_pair("sgd step: weights", &w, 1e-6);
+  check_pair("sgd step: momentum", &v, 1e-6);
+  free_pair(&a), free_pair(&b), free_pair(&y), free_pair(&w), free_pair(&v);
 }
 
 static void test_prelu(void) {
