@@ -64,7 +64,7 @@ static __global__ void channel_bias_grad_kernel(float *db, const float *dy, int 
 
 typedef struct {
   int cin_g, cout_g, K;
-  size_t P, x_image, y_image, w_group;
+  size_t P, x_image, x_group, y_image, w_group;
 } gemm_geometry;
 
 static gemm_geometry geometry_of(const lfs_conv_desc *d) {
@@ -74,6 +74,7 @@ static gemm_geometry geometry_of(const lfs_conv_desc *d) {
   g.K = g.cin_g * d->kh * d->kw;
   g.P = (size_t)d->out_h * d->out_w;
   g.x_image = (size_t)d->in_c * d->in_h * d->in_w;
+  g.x_group = (size_t)g.cin_g * d->in_h * d->in_w;
   g.y_image = (size_t)d->out_c * g.P;
   g.w_group = (size_t)g.cout_g * g.K;
   return g;
@@ -93,7 +94,7 @@ void lfs_cuda_conv2d_forward_gemm(lfs_backend *be, const lfs_conv_desc *d, float
   const float one = 1.0f, zero = 0.0f;
   for (int n = 0; n < d->n; n++)
     for (int grp = 0; grp < d->groups; grp++) {
-      im2col(d, &g, col, x + n * g.x_image + grp * (size_t)g.cin_g * d->in_h * d->in_w);
+      im2col(d, &g, col, x + n * g.x_image + grp * g.x_group);
       LFS_CUBLAS_CHECK(cublasSgemm(c->blas, CUBLAS_OP_N, CUBLAS_OP_N, (int)g.P, g.cout_g, g.K, &one,
                                    col, (int)g.P, w + grp * g.w_group, g.K, &zero,
                                    y + n * g.y_image + grp * g.cout_g * g.P, (int)g.P));
@@ -114,7 +115,7 @@ void lfs_cuda_conv2d_backward_gemm(lfs_backend *be, const lfs_conv_desc *d, floa
   for (int n = 0; n < d->n; n++)
     for (int grp = 0; grp < d->groups; grp++) {
       const float *dyg = dy + n * g.y_image + grp * g.cout_g * g.P;
-      const size_t x_off = n * g.x_image + grp * (size_t)g.cin_g * d->in_h * d->in_w;
+      const size_t x_off = n * g.x_image + grp * g.x_group;
       if (dw) {
         im2col(d, &g, col, x + x_off);
         LFS_CUBLAS_CHECK(cublasSgemm(c->blas, CUBLAS_OP_T, CUBLAS_OP_N, g.K, g.cout_g, (int)g.P, &one,
@@ -123,8 +124,7 @@ void lfs_cuda_conv2d_backward_gemm(lfs_backend *be, const lfs_conv_desc *d, floa
       if (dx) {
         LFS_CUBLAS_CHECK(cublasSgemm(c->blas, CUBLAS_OP_N, CUBLAS_OP_T, (int)g.P, g.K, g.cout_g, &one,
                                      dyg, (int)g.P, w + grp * g.w_group, g.K, &zero, col, (int)g.P));
-        const size_t count = (size_t)g.cin_g * d->in_h * d->in_w;
-        col2im_kernel<<<lfs_cuda_blocks(count), LFS_CUDA_THREADS>>>(
+        col2im_kernel<<<lfs_cuda_blocks(g.x_group), LFS_CUDA_THREADS>>>(
             dx + x_off, col, g.cin_g, d->in_h, d->in_w, d->kh, d->kw, d->stride, d->pad, d->out_h,
             d->out_w);
         LFS_CUDA_LAUNCHED();

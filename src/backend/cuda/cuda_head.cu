@@ -229,9 +229,8 @@ static __global__ void row_kernel(row_out out, float *gscaled, const float *dots
       grow[k] = 0.0f;
       continue;
     }
-    double slope;
-    const double pk = exp(s * mv_negative(cfg, clamp_unit(raw), t, &slope) - top) / total;
-    mv_negative(cfg, raw, t, &slope);
+    double slope; /* raw is within [-1, 1] here: its logit is the one of pass 1 */
+    const double pk = exp(s * mv_negative(cfg, raw, t, &slope) - top) / total;
     const double gk = g * pk * s * slope * inv_b;
     proj += gk * raw;
     grow[k] = (float)(gk * inv_w[k]);
