@@ -61,12 +61,26 @@ static void print_header(const lfs_bench_train_opts *o) {
            "best of %d runs of %d steps after 2 untimed steps",
            o->model, o->size, o->size, o->batch, lfs_world_size(), o->classes, o->reps, o->steps);
   lfs_info("  backend %s", o->device ? o->device : "cpu");
-  lfs_info("  %-8s %7s %12s %10s", "model", "threads", "images/s", "ms/step");
+  lfs_info("  %-8s %7s %12s %10s %9s", "model", "threads", "images/s", "ms/step", "TFLOP/s");
 }
+
+/* Floating-point operations of one global step: forward, input gradient and
+ * weight gradient of every convolution and linear layer and of the head's class
+ * matrix, 2 per multiply-add each (the usual 3 x forward count; normalisation,
+ * activations and the update are left out). */
+static double step_flops(const lfs_trainer *t) {
+  const double head_macs = (double)t->local_batch * t->D * t->K;
+  return 6.0 * (lfs_graph_conv_linear_macs(&t->g) + head_macs) * t->ranks;
+}
+
+typedef struct {
+  double images_per_s, flops_per_s;
+} bench_rate;
 
 /* Images/s at `threads` threads per rank; the first call prints the header once
  * the trainer is built, so that a bad model or size stops before any output. */
-static double bench_one(const lfs_bench_train_opts *o, lfs_config *cfg, int threads, int first) {
+static bench_rate bench_one(const lfs_bench_train_opts *o, lfs_config *cfg, int threads,
+                            int first) {
   lfs_set_threads(threads);
   set_or_die(cfg, "run.threads=%d", threads);
   lfs_trainer t;
@@ -82,16 +96,18 @@ static double bench_one(const lfs_bench_train_opts *o, lfs_config *cfg, int thre
   for (int i = 0; i < t.local_batch; i++)
     labels[i] = (int32_t)lfs_rng_below(&rng, n + (uint64_t)i, (uint32_t)o->classes);
   const double best = time_steps(&t, o, x, labels);
+  const bench_rate rate = {(double)o->steps * o->batch / best, step_flops(&t) * o->steps / best};
   free(x), free(labels);
   lfs_trainer_free(&t);
-  return (double)o->steps * o->batch / best;
+  return rate;
 }
 
 int lfs_bench_train(const lfs_bench_train_opts *o) {
   lfs_config *cfg = step_config(o);
   for (int i = 0; i < o->nthreads; i++) {
-    const double rate = bench_one(o, cfg, o->threads[i], i == 0);
-    lfs_info("  %-8s %7d %12.1f %10.2f", o->model, o->threads[i], rate, o->batch / rate * 1e3);
+    const bench_rate rate = bench_one(o, cfg, o->threads[i], i == 0);
+    lfs_info("  %-8s %7d %12.1f %10.2f %9.2f", o->model, o->threads[i], rate.images_per_s,
+             o->batch / rate.images_per_s * 1e3, rate.flops_per_s * 1e-12);
   }
   lfs_config_free(cfg);
   return 0;

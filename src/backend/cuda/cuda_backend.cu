@@ -148,8 +148,10 @@ static int create(void) {
   LFS_CUBLAS_CHECK(cublasCreate(&c->blas));
   LFS_CUDNN_CHECK(cudnnCreate(&c->dnn));
   c->tf32 = tf32_default();
-  const char *conv = getenv("LFS_CUDA_CONV"); /* "gemm": im2col + cuBLAS everywhere */
+  /* "gemm": im2col + cuBLAS everywhere; "find": cuDNN algorithms by timing */
+  const char *conv = getenv("LFS_CUDA_CONV");
   c->conv_gemm = conv && !strcmp(conv, "gemm");
+  c->conv_find = conv && !strcmp(conv, "find");
   apply_math_mode(c);
   cuda_backend.ops = &cuda_ops;
   cuda_backend.ctx = c;

@@ -1,7 +1,9 @@
 /* cuda_conv.cu: 2-D convolution through cuDNN. Each geometry (an lfs_conv_desc)
  * gets a plan on first use: tensor, filter and convolution descriptors, and the
  * forward, backward-data and backward-filter algorithms cuDNN's heuristics rank
- * first among those whose workspace fits, kept for the life of the process. The
+ * first among the deterministic ones whose workspace fits (LFS_CUDA_CONV=find:
+ * the fastest of them by cuDNN's own timing, as cudnn.benchmark does), kept for
+ * the life of the process. The
  * workspace is the context's, grown to the largest plan. Backward accumulates
  * (beta = 1), as every backward of the interface does. A geometry for which
  * cuDNN offers no algorithm, or every geometry under LFS_CUDA_CONV=gemm (or
@@ -59,21 +61,26 @@ static void make_descriptors(lfs_cuda_conv_plan *p, const lfs_conv_desc *d, int 
               d->out_c, d->out_h, d->out_w);
 }
 
-/* The first of cuDNN's ranked algorithms that succeeds within max_workspace;
- * ok becomes 0 when there is none. */
-#define PICK_ALGORITHM(get, perf_t, handle, ...)                                          \
-  do {                                                                                    \
-    perf_t perf[16];                                                                      \
-    int found = 0, chosen = -1;                                                           \
-    LFS_CUDNN_CHECK(get(handle, __VA_ARGS__, 16, &found, perf));                          \
-    for (int i = 0; i < found && chosen < 0; i++)                                         \
-      if (perf[i].status == CUDNN_STATUS_SUCCESS && perf[i].memory <= max_workspace) chosen = i; \
-    if (chosen < 0) {                                                                     \
-      ok = 0;                                                                             \
-    } else {                                                                              \
-      algo = perf[chosen].algo;                                                           \
-      bytes = perf[chosen].memory;                                                        \
-    }                                                                                     \
+/* The best of cuDNN's ranked algorithms that succeeds within max_workspace,
+ * preferring deterministic ones (a run then repeats bit for bit on the same GPU
+ * and library); ok becomes 0 when there is none. `rank` is a heuristic query
+ * (cudnnGet..._v7) or a timed one (cudnnFind...), which sorts by measured time. */
+#define PICK_ALGORITHM(rank, perf_t, handle, ...)                                           \
+  do {                                                                                      \
+    perf_t perf[16];                                                                        \
+    int found = 0, chosen = -1;                                                             \
+    LFS_CUDNN_CHECK(rank(handle, __VA_ARGS__, 16, &found, perf));                           \
+    for (int pass = 0; pass < 2 && chosen < 0; pass++)                                      \
+      for (int i = 0; i < found && chosen < 0; i++)                                         \
+        if (perf[i].status == CUDNN_STATUS_SUCCESS && perf[i].memory <= max_workspace &&    \
+            (pass == 1 || perf[i].determinism == CUDNN_DETERMINISTIC))                      \
+          chosen = i;                                                                       \
+    if (chosen < 0) {                                                                       \
+      ok = 0;                                                                               \
+    } else {                                                                                \
+      algo = perf[chosen].algo;                                                             \
+      bytes = perf[chosen].memory;                                                          \
+    }                                                                                       \
   } while (0)
 
 /* 0 if cuDNN has no algorithm for one of the three passes. */
@@ -82,22 +89,34 @@ static int choose_algorithms(lfs_cuda_ctx *c, lfs_cuda_conv_plan *p) {
   {
     cudnnConvolutionFwdAlgo_t algo = CUDNN_CONVOLUTION_FWD_ALGO_IMPLICIT_GEMM;
     size_t bytes = 0;
-    PICK_ALGORITHM(cudnnGetConvolutionForwardAlgorithm_v7, cudnnConvolutionFwdAlgoPerf_t, c->dnn,
-                   p->x, p->w, p->conv, p->y);
+    if (c->conv_find)
+      PICK_ALGORITHM(cudnnFindConvolutionForwardAlgorithm, cudnnConvolutionFwdAlgoPerf_t, c->dnn,
+                     p->x, p->w, p->conv, p->y);
+    else
+      PICK_ALGORITHM(cudnnGetConvolutionForwardAlgorithm_v7, cudnnConvolutionFwdAlgoPerf_t, c->dnn,
+                     p->x, p->w, p->conv, p->y);
     p->fwd = algo, p->ws_fwd = bytes;
   }
   {
     cudnnConvolutionBwdDataAlgo_t algo = CUDNN_CONVOLUTION_BWD_DATA_ALGO_0;
     size_t bytes = 0;
-    PICK_ALGORITHM(cudnnGetConvolutionBackwardDataAlgorithm_v7, cudnnConvolutionBwdDataAlgoPerf_t,
-                   c->dnn, p->w, p->y, p->conv, p->x);
+    if (c->conv_find)
+      PICK_ALGORITHM(cudnnFindConvolutionBackwardDataAlgorithm, cudnnConvolutionBwdDataAlgoPerf_t,
+                     c->dnn, p->w, p->y, p->conv, p->x);
+    else
+      PICK_ALGORITHM(cudnnGetConvolutionBackwardDataAlgorithm_v7, cudnnConvolutionBwdDataAlgoPerf_t,
+                     c->dnn, p->w, p->y, p->conv, p->x);
     p->bwd_data = algo, p->ws_data = bytes;
   }
   {
     cudnnConvolutionBwdFilterAlgo_t algo = CUDNN_CONVOLUTION_BWD_FILTER_ALGO_0;
     size_t bytes = 0;
-    PICK_ALGORITHM(cudnnGetConvolutionBackwardFilterAlgorithm_v7,
-                   cudnnConvolutionBwdFilterAlgoPerf_t, c->dnn, p->x, p->y, p->conv, p->w);
+    if (c->conv_find)
+      PICK_ALGORITHM(cudnnFindConvolutionBackwardFilterAlgorithm,
+                     cudnnConvolutionBwdFilterAlgoPerf_t, c->dnn, p->x, p->y, p->conv, p->w);
+    else
+      PICK_ALGORITHM(cudnnGetConvolutionBackwardFilterAlgorithm_v7,
+                     cudnnConvolutionBwdFilterAlgoPerf_t, c->dnn, p->x, p->y, p->conv, p->w);
     p->bwd_filter = algo, p->ws_filter = bytes;
   }
   return ok;

@@ -30,6 +30,7 @@ typedef struct {
   cudnnHandle_t dnn;
   int tf32;                 /* TF32 tensor-core math in GEMMs and convolutions */
   int conv_gemm;            /* convolutions as im2col + cuBLAS instead of cuDNN */
+  int conv_find;            /* cuDNN algorithms chosen by timing, not heuristics */
   void *workspace;          /* cuDNN workspace, grown on demand */
   size_t workspace_bytes;
   double *reduce;           /* device scratch for per-channel double sums */
