@@ -194,7 +194,8 @@ static __global__ void dropout_forward_kernel(float *y, const float *x, size_t c
 
 static __global__ void dropout_backward_kernel(float *dx, const float *dy, size_t count, float p,
                                                float scale, lfs_rng rng) {
-  GRID_STRIDE(i, count) if (rng_uniform(rng, i) >= p) dx[i] += dy[i] * scale;
+  /* no fused multiply-add: the CPU rounds the product first */
+  GRID_STRIDE(i, count) if (rng_uniform(rng, i) >= p) dx[i] = __fadd_rn(dx[i], __fmul_rn(dy[i], scale));
 }
 
 void lfs_cuda_dropout_forward(lfs_backend *be, float *y, const float *x, size_t count, float p,
