@@ -111,11 +111,14 @@ static void gradient_terms(lfs_layer *l, const lfs_pass *ps, const lfs_bn_desc *
   float *host = lfs_alloc_floats(2 * (size_t)c);
   be->ops->batchnorm_grad_sums(be, d, sums, sums + c, dy, x, saved(l, SAVED_MEAN),
                                saved(l, SAVED_INVSTD));
+  /* the local sums are the parameter gradients; they pass through the saved
+   * slots because backend ops read backend memory only */
   for (int ch = 0; ch < 2 * c; ch++) host[ch] = (float)sums[ch];
+  be->ops->upload(be, saved(l, SAVED_MEAN_DY), host, 2 * (size_t)c);
   float *dbeta = lfs_layer_grad(l, ps->params, LFS_P_BIAS);
   float *dgamma = lfs_layer_grad(l, ps->params, LFS_P_WEIGHT);
-  if (dbeta) be->ops->axpy(be, dbeta, 1.0f, host, (size_t)c);
-  if (dgamma) be->ops->axpy(be, dgamma, 1.0f, host + c, (size_t)c);
+  if (dbeta) be->ops->axpy(be, dbeta, 1.0f, saved(l, SAVED_MEAN_DY), (size_t)c);
+  if (dgamma) be->ops->axpy(be, dgamma, 1.0f, saved(l, SAVED_MEAN_DY_XHAT), (size_t)c);
   if (ps->training) {
     group_sum(ps, sums, 2 * c);
     const double count = l->cfg.bn.batch_count;
@@ -123,8 +126,7 @@ static void gradient_terms(lfs_layer *l, const lfs_pass *ps, const lfs_bn_desc *
   } else {
     for (int ch = 0; ch < 2 * c; ch++) host[ch] = 0.0f;
   }
-  be->ops->upload(be, saved(l, SAVED_MEAN_DY), host, (size_t)c);
-  be->ops->upload(be, saved(l, SAVED_MEAN_DY_XHAT), host + c, (size_t)c);
+  be->ops->upload(be, saved(l, SAVED_MEAN_DY), host, 2 * (size_t)c);
   free(sums);
   free(host);
 }

@@ -377,6 +377,7 @@ static void check_model(lfs_model_cfg cfg, int batch) {
 
 int main(int argc, char **argv) {
   lfs_runtime_init(&argc, &argv);
+  setvbuf(stdout, NULL, _IOLBF, 0); /* every line out before a fault can stop the program */
   char why[256] = "";
   cpu = lfs_backend_cpu();
   gpu = lfs_backend_cuda(why, sizeof why);

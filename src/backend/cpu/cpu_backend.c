@@ -136,13 +136,3 @@ lfs_backend *lfs_backend_cpu(void) {
   if (!cpu.ops) lfs_cpu_isa_select(NULL);
   return &cpu;
 }
-
-/* The same kernels behind device = 0: callers treat its memory as a device's
- * (host mirrors, explicit uploads and downloads), so the staging path of a GPU
- * run is exercised, and compared bit for bit with the CPU, on any machine. */
-static lfs_backend cpu_staged = {.ops = NULL, .ctx = NULL, .device = 0};
-
-lfs_backend *lfs_backend_cpu_staged(void) {
-  cpu_staged.ops = lfs_backend_cpu()->ops;
-  return &cpu_staged;
-}
