@@ -111,6 +111,8 @@ typedef struct {
    * d = g + weight_decay w; v = momentum v + d; w -= lr v. */
   void (*sgd_step)(lfs_backend *be, float *w, float *v, const float *g, size_t n, float lr,
                    float momentum, float weight_decay);
+  /* Waits until the work issued so far has finished (NULL where ops are synchronous). */
+  void (*synchronize)(lfs_backend *be);
 } lfs_backend_ops;
 
 struct lfs_backend {
@@ -123,7 +125,16 @@ struct lfs_backend {
 lfs_backend *lfs_backend_cpu(void);
 /* The CPU kernels presented as a device (device 0): code that runs a GPU
  * through host mirrors and copies takes that path with it, for tests. */
+/* The CPU kernels behind device ordinal 0, accepting only their own memory
+ * (src/backend/instrument.c). */
 lfs_backend *lfs_backend_cpu_staged(void);
+/* With LFS_PROFILE set (not 0): `be` wrapped so that each op is timed between
+ * synchronisations; otherwise `be` itself. */
+lfs_backend *lfs_backend_profiled(lfs_backend *be);
+void lfs_backend_profile_reset(void);
+/* Prints the times per op since the last reset, per step of `steps`, one line
+ * at a time through out; 0 when nothing is profiled. */
+int lfs_backend_profile_report(long steps, void (*out)(const char *line, void *user), void *user);
 /* The GEMM the CPU backend computes with ("lfsearch packed SGEMM, avx512
  * micro-kernel"), and the OpenBLAS that `lfsearch bench` compares it with
  * ("OpenBLAS 0.3.21 (Haswell kernels)"). */

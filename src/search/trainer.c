@@ -74,7 +74,8 @@ static void init_head_weights(lfs_trainer *t) {
 static lfs_backend *backend_from_config(const lfs_config *cfg, char *err, size_t errlen) {
   const char *name = lfs_config_string(cfg, "run.backend");
   char why[256] = "";
-  lfs_backend *be = !strcmp(name, "cuda") ? lfs_backend_cuda(why, sizeof why) : lfs_backend_get(name);
+  lfs_backend *be = lfs_backend_profiled(!strcmp(name, "cuda") ? lfs_backend_cuda(why, sizeof why)
+                                                               : lfs_backend_get(name));
   if (!be) snprintf(err, errlen, "[run] backend = %s: %s", name, why[0] ? why : "not available");
   return be;
 }

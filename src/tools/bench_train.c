@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 
+#include "lfs/backend.h"
 #include "lfs/log.h"
 #include "lfs/philox.h"
 #include "lfs/runtime.h"
@@ -45,6 +46,7 @@ static double time_steps(lfs_trainer *t, const lfs_bench_train_opts *o, const fl
                          const int32_t *labels) {
   double best = 1e30;
   for (int w = 0; w < 2; w++) lfs_trainer_step(t, x, labels, NULL);
+  lfs_backend_profile_reset(); /* LFS_PROFILE: the timed steps only */
   for (int r = 0; r < o->reps; r++) {
     LFS_MPI_CHECK(MPI_Barrier(t->comm));
     const double t0 = lfs_now();
@@ -54,6 +56,11 @@ static double time_steps(lfs_trainer *t, const lfs_bench_train_opts *o, const fl
     if (dt < best) best = dt;
   }
   return best;
+}
+
+static void print_line(const char *line, void *user) {
+  (void)user;
+  lfs_info("%s", line);
 }
 
 static void print_header(const lfs_bench_train_opts *o) {
@@ -96,6 +103,7 @@ static bench_rate bench_one(const lfs_bench_train_opts *o, lfs_config *cfg, int 
   for (int i = 0; i < t.local_batch; i++)
     labels[i] = (int32_t)lfs_rng_below(&rng, n + (uint64_t)i, (uint32_t)o->classes);
   const double best = time_steps(&t, o, x, labels);
+  lfs_backend_profile_report((long)o->reps * o->steps, print_line, NULL);
   const bench_rate rate = {(double)o->steps * o->batch / best, step_flops(&t) * o->steps / best};
   free(x), free(labels);
   lfs_trainer_free(&t);

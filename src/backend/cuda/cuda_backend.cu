@@ -84,6 +84,11 @@ double *lfs_cuda_reduce_scratch(lfs_cuda_ctx *c, size_t count) {
   return c->reduce;
 }
 
+static void cuda_synchronize(lfs_backend *be) {
+  (void)be;
+  LFS_CUDA_CHECK(cudaDeviceSynchronize());
+}
+
 static const lfs_backend_ops cuda_ops = {
     /* .name */ "cuda",
     cuda_alloc,
@@ -112,6 +117,7 @@ static const lfs_backend_ops cuda_ops = {
     lfs_cuda_l2norm_backward,
     lfs_cuda_head_loss,
     lfs_cuda_sgd_step,
+    cuda_synchronize,
 };
 
 static void apply_math_mode(lfs_cuda_ctx *c) {

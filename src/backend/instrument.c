@@ -1,0 +1,359 @@
+/* instrument.c: a backend wrapped op by op, for two jobs that need to see every
+ * call. Checking: each buffer an op is handed must lie inside a live
+ * allocation of the backend, as on a GPU; a host array passed where device
+ * memory belongs stops the program naming the op and the argument, on any
+ * machine. "cpu-staged" is the CPU kernels behind a device ordinal with
+ * checking on: callers then treat its memory as a GPU's (host mirrors,
+ * explicit uploads and downloads), so the staging path of a GPU run is
+ * exercised, and compared bit for bit with the CPU, without a GPU.
+ * Profiling (LFS_PROFILE=1): the time of each op kind, measured between
+ * synchronisations of the device, which `lfsearch bench --train` prints: a
+ * step's cost by op, without a profiler. Layout: as lfs/backend.h. */
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "lfs/backend.h"
+#include "lfs/log.h"
+#include "lfs/timer.h"
+
+enum { INSTRUMENT_CHECK = 1, INSTRUMENT_PROFILE = 2 };
+
+enum {
+  OP_ALLOC, OP_FREE, OP_UPLOAD, OP_DOWNLOAD, OP_FILL, OP_AXPY, OP_CONV_FWD, OP_CONV_BWD,
+  OP_BN_SUMS, OP_BN_SQDEV, OP_BN_APPLY, OP_BN_GRAD_SUMS, OP_BN_BWD, OP_PRELU_FWD, OP_PRELU_BWD,
+  OP_LINEAR_FWD, OP_LINEAR_BWD, OP_ADD, OP_DROPOUT_FWD, OP_DROPOUT_BWD, OP_L2NORM_FWD,
+  OP_L2NORM_BWD, OP_HEAD, OP_SGD, OP_COUNT
+};
+static const char *const op_names[OP_COUNT] = {
+    "alloc", "free", "upload", "download", "fill", "axpy", "conv2d forward", "conv2d backward",
+    "batchnorm sums", "batchnorm sqdev", "batchnorm apply", "batchnorm grad sums",
+    "batchnorm backward", "prelu forward", "prelu backward", "linear forward", "linear backward",
+    "add", "dropout forward", "dropout backward", "l2norm forward", "l2norm backward",
+    "margin head", "sgd step"};
+
+typedef struct {
+  const float *p;
+  size_t count;
+} allocation;
+
+/* One wrapped backend; its ops call `inner`'s with `inner`. */
+typedef struct {
+  lfs_backend be; /* first: the wrapper as callers see it */
+  lfs_backend_ops ops;
+  lfs_backend *inner;
+  int flags;
+  allocation *live;
+  int nlive, cap_live;
+  double seconds[OP_COUNT];
+  long calls[OP_COUNT];
+} instrumented;
+
+static instrumented *of(lfs_backend *be) { return (instrumented *)be; }
+static lfs_backend *inner_of(lfs_backend *be) { return of(be)->inner; }
+static const lfs_backend_ops *inner_ops(lfs_backend *be) { return of(be)->inner->ops; }
+
+static void check(lfs_backend *be, const char *op, const char *arg, const float *p, size_t count) {
+  const instrumented *w = of(be);
+  if (!(w->flags & INSTRUMENT_CHECK) || !p || !count) return;
+  const uintptr_t a = (uintptr_t)p;
+  for (int i = 0; i < w->nlive; i++) {
+    const uintptr_t lo = (uintptr_t)w->live[i].p, hi = lo + w->live[i].count * sizeof(float);
+    if (a >= lo && a < hi) {
+      if (a + count * sizeof(float) > hi)
+        lfs_fatal("%s: %s: %s runs %zu floats past the end of its allocation", w->ops.name, op,
+                  arg, (size_t)((a + count * sizeof(float) - hi) / sizeof(float)));
+      return;
+    }
+  }
+  lfs_fatal("%s: %s: %s (%p, %zu floats) is not backend memory (a host array where a device "
+            "buffer belongs?)", w->ops.name, op, arg, (const void *)p, count);
+}
+#define CHECK(p, n) check(be, __func__ + 3, #p, p, n) /* __func__ less "in_" */
+
+static double begin(lfs_backend *be) {
+  if (!(of(be)->flags & INSTRUMENT_PROFILE)) return 0.0;
+  if (inner_ops(be)->synchronize) inner_ops(be)->synchronize(inner_of(be));
+  return lfs_now();
+}
+
+static void end(lfs_backend *be, int op, double t0) {
+  instrumented *w = of(be);
+  if (!(w->flags & INSTRUMENT_PROFILE)) return;
+  if (inner_ops(be)->synchronize) inner_ops(be)->synchronize(inner_of(be));
+  w->seconds[op] += lfs_now() - t0;
+  w->calls[op]++;
+}
+
+/* Runs `call` as op `op`, timed when profiling. */
+#define TIMED(op, call)           \
+  do {                            \
+    const double t0_ = begin(be); \
+    call;                         \
+    end(be, op, t0_);             \
+  } while (0)
+
+static float *in_alloc(lfs_backend *be, size_t count) {
+  instrumented *w = of(be);
+  float *p = NULL;
+  TIMED(OP_ALLOC, p = inner_ops(be)->alloc(inner_of(be), count));
+  w->live = lfs_grow(w->live, w->nlive + 1, &w->cap_live, sizeof *w->live);
+  w->live[w->nlive++] = (allocation){p, count ? count : 1};
+  return p;
+}
+
+static void in_free(lfs_backend *be, float *p) {
+  instrumented *w = of(be);
+  if (!p) return;
+  for (int i = 0; i < w->nlive; i++)
+    if (w->live[i].p == p) {
+      w->live[i] = w->live[--w->nlive];
+      TIMED(OP_FREE, inner_ops(be)->free(inner_of(be), p));
+      return;
+    }
+  lfs_fatal("%s: free of %p, which this backend did not allocate", w->ops.name, (void *)p);
+}
+
+static void in_upload(lfs_backend *be, float *dst, const float *src, size_t count) {
+  CHECK(dst, count);
+  TIMED(OP_UPLOAD, inner_ops(be)->upload(inner_of(be), dst, src, count));
+}
+
+static void in_download(lfs_backend *be, float *dst, const float *src, size_t count) {
+  CHECK(src, count);
+  TIMED(OP_DOWNLOAD, inner_ops(be)->download(inner_of(be), dst, src, count));
+}
+
+static void in_fill(lfs_backend *be, float *x, float value, size_t count) {
+  CHECK(x, count);
+  TIMED(OP_FILL, inner_ops(be)->fill(inner_of(be), x, value, count));
+}
+
+static void in_axpy(lfs_backend *be, float *y, float alpha, const float *x, size_t count) {
+  CHECK(y, count), CHECK(x, count);
+  TIMED(OP_AXPY, inner_ops(be)->axpy(inner_of(be), y, alpha, x, count));
+}
+
+static size_t conv_in(const lfs_conv_desc *d) { return (size_t)d->n * d->in_c * d->in_h * d->in_w; }
+static size_t conv_out(const lfs_conv_desc *d) { return (size_t)d->n * d->out_c * d->out_h * d->out_w; }
+static size_t conv_w(const lfs_conv_desc *d) {
+  return (size_t)d->out_c * (d->in_c / d->groups) * d->kh * d->kw;
+}
+
+static void in_conv2d_forward(lfs_backend *be, const lfs_conv_desc *d, float *y, const float *x,
+                                  const float *w, const float *b) {
+  CHECK(y, conv_out(d)), CHECK(x, conv_in(d)), CHECK(w, conv_w(d));
+  if (d->has_bias) CHECK(b, (size_t)d->out_c);
+  TIMED(OP_CONV_FWD, inner_ops(be)->conv2d_forward(inner_of(be), d, y, x, w, b));
+}
+
+static void in_conv2d_backward(lfs_backend *be, const lfs_conv_desc *d, float *dx, float *dw,
+                                   float *db, const float *dy, const float *x, const float *w) {
+  CHECK(dx, conv_in(d)), CHECK(dw, conv_w(d)), CHECK(dy, conv_out(d)), CHECK(x, conv_in(d));
+  CHECK(w, conv_w(d));
+  if (d->has_bias) CHECK(db, (size_t)d->out_c);
+  TIMED(OP_CONV_BWD, inner_ops(be)->conv2d_backward(inner_of(be), d, dx, dw, db, dy, x, w));
+}
+
+static size_t bn_count(const lfs_bn_desc *d) { return (size_t)d->n * d->c * d->spatial; }
+
+/* The double sums are host arrays by the interface: only the float buffers are checked. */
+static void in_batchnorm_sums(lfs_backend *be, const lfs_bn_desc *d, double *sum, const float *x) {
+  CHECK(x, bn_count(d));
+  TIMED(OP_BN_SUMS, inner_ops(be)->batchnorm_sums(inner_of(be), d, sum, x));
+}
+
+static void in_batchnorm_sqdev(lfs_backend *be, const lfs_bn_desc *d, double *sqdev,
+                                   const float *x, const float *mean) {
+  CHECK(x, bn_count(d)), CHECK(mean, (size_t)d->c);
+  TIMED(OP_BN_SQDEV, inner_ops(be)->batchnorm_sqdev(inner_of(be), d, sqdev, x, mean));
+}
+
+static void in_batchnorm_apply(lfs_backend *be, const lfs_bn_desc *d, float *y, const float *x,
+                                   const float *mean, const float *invstd, const float *gamma,
+                                   const float *beta) {
+  const size_t c = (size_t)d->c;
+  CHECK(y, bn_count(d)), CHECK(x, bn_count(d)), CHECK(mean, c), CHECK(invstd, c);
+  CHECK(gamma, c), CHECK(beta, c);
+  TIMED(OP_BN_APPLY, inner_ops(be)->batchnorm_apply(inner_of(be), d, y, x, mean, invstd, gamma, beta));
+}
+
+static void in_batchnorm_grad_sums(lfs_backend *be, const lfs_bn_desc *d, double *sum_dy,
+                                       double *sum_dy_xhat, const float *dy, const float *x,
+                                       const float *mean, const float *invstd) {
+  CHECK(dy, bn_count(d)), CHECK(x, bn_count(d)), CHECK(mean, (size_t)d->c);
+  CHECK(invstd, (size_t)d->c);
+  TIMED(OP_BN_GRAD_SUMS, inner_ops(be)->batchnorm_grad_sums(inner_of(be), d, sum_dy, sum_dy_xhat, dy, x, mean, invstd));
+}
+
+static void in_batchnorm_backward_apply(lfs_backend *be, const lfs_bn_desc *d, float *dx,
+                                            const float *dy, const float *x, const float *gamma,
+                                            const float *mean, const float *invstd,
+                                            const float *mean_dy, const float *mean_dy_xhat) {
+  const size_t c = (size_t)d->c;
+  CHECK(dx, bn_count(d)), CHECK(dy, bn_count(d)), CHECK(x, bn_count(d)), CHECK(gamma, c);
+  CHECK(mean, c), CHECK(invstd, c), CHECK(mean_dy, c), CHECK(mean_dy_xhat, c);
+  TIMED(OP_BN_BWD, inner_ops(be)->batchnorm_backward_apply(inner_of(be), d, dx, dy, x, gamma, mean, invstd, mean_dy, mean_dy_xhat));
+}
+
+static void in_prelu_forward(lfs_backend *be, int n, int c, int spatial, float *y,
+                                 const float *x, const float *alpha) {
+  const size_t count = (size_t)n * c * spatial;
+  CHECK(y, count), CHECK(x, count), CHECK(alpha, (size_t)c);
+  TIMED(OP_PRELU_FWD, inner_ops(be)->prelu_forward(inner_of(be), n, c, spatial, y, x, alpha));
+}
+
+static void in_prelu_backward(lfs_backend *be, int n, int c, int spatial, float *dx,
+                                  float *dalpha, const float *dy, const float *x,
+                                  const float *alpha) {
+  const size_t count = (size_t)n * c * spatial;
+  CHECK(dx, count), CHECK(dalpha, (size_t)c), CHECK(dy, count), CHECK(x, count);
+  CHECK(alpha, (size_t)c);
+  TIMED(OP_PRELU_BWD, inner_ops(be)->prelu_backward(inner_of(be), n, c, spatial, dx, dalpha, dy, x, alpha));
+}
+
+static void in_linear_forward(lfs_backend *be, int n, int in, int out, float *y, const float *x,
+                                  const float *w, const float *b) {
+  CHECK(y, (size_t)n * out), CHECK(x, (size_t)n * in), CHECK(w, (size_t)out * in);
+  CHECK(b, (size_t)out);
+  TIMED(OP_LINEAR_FWD, inner_ops(be)->linear_forward(inner_of(be), n, in, out, y, x, w, b));
+}
+
+static void in_linear_backward(lfs_backend *be, int n, int in, int out, float *dx, float *dw,
+                                   float *db, const float *dy, const float *x, const float *w) {
+  CHECK(dx, (size_t)n * in), CHECK(dw, (size_t)out * in), CHECK(db, (size_t)out);
+  CHECK(dy, (size_t)n * out), CHECK(x, (size_t)n * in), CHECK(w, (size_t)out * in);
+  TIMED(OP_LINEAR_BWD, inner_ops(be)->linear_backward(inner_of(be), n, in, out, dx, dw, db, dy, x, w));
+}
+
+static void in_add_forward(lfs_backend *be, float *y, const float *a, const float *b,
+                               size_t count) {
+  CHECK(y, count), CHECK(a, count), CHECK(b, count);
+  TIMED(OP_ADD, inner_ops(be)->add_forward(inner_of(be), y, a, b, count));
+}
+
+static void in_dropout_forward(lfs_backend *be, float *y, const float *x, size_t count, float p,
+                                   const lfs_rng *rng) {
+  CHECK(y, count), CHECK(x, count);
+  TIMED(OP_DROPOUT_FWD, inner_ops(be)->dropout_forward(inner_of(be), y, x, count, p, rng));
+}
+
+static void in_dropout_backward(lfs_backend *be, float *dx, const float *dy, size_t count,
+                                    float p, const lfs_rng *rng) {
+  CHECK(dx, count), CHECK(dy, count);
+  TIMED(OP_DROPOUT_BWD, inner_ops(be)->dropout_backward(inner_of(be), dx, dy, count, p, rng));
+}
+
+static void in_l2norm_forward(lfs_backend *be, int rows, int cols, float eps, float *y,
+                                  float *norms, const float *x) {
+  const size_t count = (size_t)rows * cols;
+  CHECK(y, count), CHECK(norms, (size_t)rows), CHECK(x, count);
+  TIMED(OP_L2NORM_FWD, inner_ops(be)->l2norm_forward(inner_of(be), rows, cols, eps, y, norms, x));
+}
+
+static void in_l2norm_backward(lfs_backend *be, int rows, int cols, float eps, float *dx,
+                                   const float *dy, const float *y, const float *norms) {
+  const size_t count = (size_t)rows * cols;
+  CHECK(dx, count), CHECK(dy, count), CHECK(y, count), CHECK(norms, (size_t)rows);
+  TIMED(OP_L2NORM_BWD, inner_ops(be)->l2norm_backward(inner_of(be), rows, cols, eps, dx, dy, y, norms));
+}
+
+static double in_head_loss(lfs_backend *be, const lfs_head_cfg *cfg, int B, int D, int K,
+                               float *dx, float *dw, lfs_head_stats *stats, const float *x,
+                               const float *w, const int32_t *labels) {
+  CHECK(dx, (size_t)B * D), CHECK(dw, (size_t)K * D), CHECK(x, (size_t)B * D);
+  CHECK(w, (size_t)K * D);
+  double loss = 0.0;
+  TIMED(OP_HEAD, loss = inner_ops(be)->head_loss(inner_of(be), cfg, B, D, K, dx, dw, stats, x, w,
+                                                 labels));
+  return loss;
+}
+
+static void in_sgd_step(lfs_backend *be, float *w, float *v, const float *g, size_t n, float lr,
+                            float momentum, float weight_decay) {
+  CHECK(w, n), CHECK(v, n), CHECK(g, n);
+  TIMED(OP_SGD, inner_ops(be)->sgd_step(inner_of(be), w, v, g, n, lr, momentum, weight_decay));
+}
+
+/* Fills w as the wrapper of `inner`, named `name`, with device ordinal `device`. */
+static lfs_backend *instrument(instrumented *w, lfs_backend *inner, const char *name, int device,
+                               int flags) {
+  memset(w, 0, sizeof *w);
+  w->inner = inner;
+  w->flags = flags;
+  w->ops = *inner->ops; /* host_alloc, host_free and synchronize pass through */
+  w->ops.name = name;
+  w->ops.alloc = in_alloc, w->ops.free = in_free;
+  w->ops.upload = in_upload, w->ops.download = in_download;
+  w->ops.fill = in_fill, w->ops.axpy = in_axpy;
+  w->ops.conv2d_forward = in_conv2d_forward, w->ops.conv2d_backward = in_conv2d_backward;
+  w->ops.batchnorm_sums = in_batchnorm_sums, w->ops.batchnorm_sqdev = in_batchnorm_sqdev;
+  w->ops.batchnorm_apply = in_batchnorm_apply;
+  w->ops.batchnorm_grad_sums = in_batchnorm_grad_sums;
+  w->ops.batchnorm_backward_apply = in_batchnorm_backward_apply;
+  w->ops.prelu_forward = in_prelu_forward, w->ops.prelu_backward = in_prelu_backward;
+  w->ops.linear_forward = in_linear_forward, w->ops.linear_backward = in_linear_backward;
+  w->ops.add_forward = in_add_forward;
+  w->ops.dropout_forward = in_dropout_forward, w->ops.dropout_backward = in_dropout_backward;
+  w->ops.l2norm_forward = in_l2norm_forward, w->ops.l2norm_backward = in_l2norm_backward;
+  w->ops.head_loss = in_head_loss, w->ops.sgd_step = in_sgd_step;
+  w->be.ops = &w->ops;
+  w->be.ctx = inner->ctx; /* backend-specific calls (lfs_cuda_set_tf32, ...) reach the inner one */
+  w->be.device = device;
+  return &w->be;
+}
+
+static int profiling(void) {
+  const char *e = getenv("LFS_PROFILE");
+  return e && *e && strcmp(e, "0") != 0;
+}
+
+static instrumented staged, profiled;
+
+lfs_backend *lfs_backend_cpu_staged(void) {
+  if (!staged.inner)
+    instrument(&staged, lfs_backend_cpu(), "cpu-staged", 0,
+               INSTRUMENT_CHECK | (profiling() ? INSTRUMENT_PROFILE : 0));
+  return &staged.be;
+}
+
+lfs_backend *lfs_backend_profiled(lfs_backend *be) {
+  if (!be || !profiling() || be == &staged.be) return be; /* cpu-staged times itself */
+  if (profiled.inner != be) instrument(&profiled, be, be->ops->name, be->device, INSTRUMENT_PROFILE);
+  return &profiled.be;
+}
+
+/* The profiled backend in use, if any. */
+static instrumented *profiled_one(void) {
+  if (staged.inner && (staged.flags & INSTRUMENT_PROFILE)) return &staged;
+  return profiled.inner ? &profiled : NULL;
+}
+
+void lfs_backend_profile_reset(void) {
+  instrumented *w = profiled_one();
+  if (!w) return;
+  memset(w->seconds, 0, sizeof w->seconds);
+  memset(w->calls, 0, sizeof w->calls);
+}
+
+int lfs_backend_profile_report(long steps, void (*out)(const char *line, void *user), void *user) {
+  const instrumented *w = profiled_one();
+  if (!w || steps <= 0) return 0;
+  double total = 0.0;
+  for (int op = 0; op < OP_COUNT; op++) total += w->seconds[op];
+  char line[160];
+  snprintf(line, sizeof line, "  %-22s %9s %11s %7s", "op (LFS_PROFILE)", "calls/step", "ms/step",
+           "share");
+  out(line, user);
+  for (int op = 0; op < OP_COUNT; op++) {
+    if (!w->calls[op]) continue;
+    snprintf(line, sizeof line, "  %-22s %10.1f %11.3f %6.1f%%", op_names[op],
+             (double)w->calls[op] / steps, w->seconds[op] * 1e3 / steps,
+             total > 0.0 ? 100.0 * w->seconds[op] / total : 0.0);
+    out(line, user);
+  }
+  snprintf(line, sizeof line, "  %-22s %10s %11.3f", "all ops", "", total * 1e3 / steps);
+  out(line, user);
+  return 1;
+}
