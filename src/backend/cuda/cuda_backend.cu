@@ -151,6 +151,7 @@ static int create(void) {
     snprintf(cuda_why, sizeof cuda_why, "cannot use GPU %d: %s", c->device, cudaGetErrorString(rc));
     return -1;
   }
+  LFS_CUDA_CHECK(cudaDeviceGetAttribute(&c->multiprocessors, cudaDevAttrMultiProcessorCount, c->device));
   LFS_CUBLAS_CHECK(cublasCreate(&c->blas));
   LFS_CUDNN_CHECK(cudnnCreate(&c->dnn));
   c->tf32 = tf32_default();

@@ -17,6 +17,7 @@
 #define _Noreturn [[noreturn]]
 #endif
 extern "C" {
+#include "backend/cuda/fastdiv.h"
 #include "lfs/backend.h"
 #include "lfs/log.h"
 int lfs_node_rank(void); /* lfs/runtime.h */
@@ -37,6 +38,7 @@ typedef struct {
   size_t reduce_count;
   void *head_scratch;       /* the margin head's per-call scratch, grown on demand */
   size_t head_bytes;
+  int multiprocessors;      /* of the device, to size reductions */
   struct lfs_cuda_conv_plan *plans; /* one per convolution geometry seen */
   int nplans, cap_plans;
 } lfs_cuda_ctx;
@@ -91,6 +93,37 @@ static __device__ __forceinline__ double lfs_cuda_block_sum(double v, double *pa
 #define LFS_CUDA_GRID_STRIDE(i, count)                                                     \
   for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < (count);             \
        i += (size_t)blockDim.x * gridDim.x)
+
+/* ---- per-channel work on x viewed as [n, c, spatial] (NCHW, BN1d with spatial 1) ---- */
+
+/* 32-bit indices: kernels over one tensor index it with uint32_t. */
+#define LFS_CUDA_GRID_STRIDE32(i, count)                                                   \
+  for (uint32_t i = blockIdx.x * blockDim.x + threadIdx.x; i < (count); i += blockDim.x * gridDim.x)
+
+/* (i / spatial) % c without integer division (fastdiv.h). */
+typedef struct {
+  lfs_fastdiv spatial, c;
+} lfs_cuda_channel_of;
+/* For a tensor of n * c * spatial values; stops the program, naming the size,
+ * beyond the 2^31 - 1 values 32-bit indexing allows. */
+lfs_cuda_channel_of lfs_cuda_channels(int n, int c, int spatial);
+static __device__ __forceinline__ uint32_t lfs_cuda_channel(uint32_t i, lfs_cuda_channel_of k) {
+  return lfs_fastdiv_mod(lfs_fastdiv_div(i, k.spatial), k.c);
+}
+
+/* What lfs_cuda_channel_sums adds up, per element i of channel ch. */
+enum {
+  LFS_CUDA_SUM_X,     /* x[i] */
+  LFS_CUDA_SUM_CROSS, /* (x[i] - shift_x[ch]) * (y[i] - shift_y[ch]) (a NULL shift is 0) */
+  LFS_CUDA_SUM_PRELU  /* x[i] * min(y[i], 0): PReLU's alpha gradient, x = dy, y = input */
+};
+/* The c per-channel sums in double, in device memory owned by the context
+ * (valid until its next call). Each channel is split over several blocks so
+ * that the whole device works; partial sums are combined in a fixed order,
+ * so the result is the same on every run. */
+const double *lfs_cuda_channel_sums(lfs_cuda_ctx *ctx, int term, const float *x,
+                                    const float *shift_x, const float *y, const float *shift_y,
+                                    int n, int c, int spatial);
 
 /* Device memory of at least `bytes` for cuDNN, owned by the context. */
 void *lfs_cuda_workspace(lfs_cuda_ctx *c, size_t bytes);

@@ -60,33 +60,22 @@ void lfs_cuda_sgd_step(lfs_backend *be, float *w, float *v, const float *g, size
 
 /* ---- PReLU ---- */
 
-static __global__ void prelu_forward_kernel(float *y, const float *x, const float *alpha, int c,
-                                            int spatial, size_t count) {
-  GRID_STRIDE(i, count) {
+static __global__ void prelu_forward_kernel(float *y, const float *x, const float *alpha,
+                                            lfs_cuda_channel_of k, uint32_t count) {
+  LFS_CUDA_GRID_STRIDE32(i, count) {
     const float v = x[i];
-    y[i] = v * (v > 0.0f ? 1.0f : alpha[(i / spatial) % c]);
+    y[i] = v * (v > 0.0f ? 1.0f : alpha[lfs_cuda_channel(i, k)]);
   }
 }
 
 static __global__ void prelu_dx_kernel(float *dx, const float *dy, const float *x,
-                                       const float *alpha, int c, int spatial, size_t count) {
-  GRID_STRIDE(i, count) dx[i] += dy[i] * (x[i] > 0.0f ? 1.0f : alpha[(i / spatial) % c]);
+                                       const float *alpha, lfs_cuda_channel_of k, uint32_t count) {
+  LFS_CUDA_GRID_STRIDE32(i, count) dx[i] += dy[i] * (x[i] > 0.0f ? 1.0f : alpha[lfs_cuda_channel(i, k)]);
 }
 
-/* One block per channel: dalpha[ch] += sum over its planes of dy * min(x, 0), in double. */
-static __global__ void prelu_dalpha_kernel(float *dalpha, const float *dy, const float *x, int n,
-                                           int c, int spatial) {
-  __shared__ double part[LFS_CUDA_THREADS];
-  const int ch = blockIdx.x;
-  double acc = 0.0;
-  const size_t per = (size_t)n * spatial;
-  for (size_t k = threadIdx.x; k < per; k += blockDim.x) {
-    const size_t i = ((k / spatial) * c + ch) * (size_t)spatial + k % spatial;
-    const float v = x[i];
-    acc += (double)dy[i] * (v < 0.0f ? v : 0.0f);
-  }
-  const double total = lfs_cuda_block_sum(acc, part);
-  if (threadIdx.x == 0) dalpha[ch] += (float)total;
+/* dalpha[ch] += its channel sum of dy * min(x, 0) */
+static __global__ void add_sums_kernel(float *dalpha, const double *sums, int c) {
+  GRID_STRIDE(ch, (size_t)c) dalpha[ch] += (float)sums[ch];
 }
 
 void lfs_cuda_prelu_forward(lfs_backend *be, int n, int c, int spatial, float *y, const float *x,
@@ -94,21 +83,24 @@ void lfs_cuda_prelu_forward(lfs_backend *be, int n, int c, int spatial, float *y
   (void)be;
   const size_t count = (size_t)n * c * spatial;
   if (!count) return;
-  prelu_forward_kernel<<<lfs_cuda_blocks(count), LFS_CUDA_THREADS>>>(y, x, alpha, c, spatial, count);
+  const lfs_cuda_channel_of k = lfs_cuda_channels(n, c, spatial);
+  prelu_forward_kernel<<<lfs_cuda_blocks(count), LFS_CUDA_THREADS>>>(y, x, alpha, k, (uint32_t)count);
   LFS_CUDA_LAUNCHED();
 }
 
 void lfs_cuda_prelu_backward(lfs_backend *be, int n, int c, int spatial, float *dx, float *dalpha,
                              const float *dy, const float *x, const float *alpha) {
-  (void)be;
   const size_t count = (size_t)n * c * spatial;
   if (!count) return;
+  const lfs_cuda_channel_of k = lfs_cuda_channels(n, c, spatial);
   if (dalpha) {
-    prelu_dalpha_kernel<<<c, LFS_CUDA_THREADS>>>(dalpha, dy, x, n, c, spatial);
+    const double *sums = lfs_cuda_channel_sums(lfs_cuda_ctx_of(be), LFS_CUDA_SUM_PRELU, dy, NULL, x,
+                                               NULL, n, c, spatial);
+    add_sums_kernel<<<lfs_cuda_blocks((size_t)c), LFS_CUDA_THREADS>>>(dalpha, sums, c);
     LFS_CUDA_LAUNCHED();
   }
   if (dx) {
-    prelu_dx_kernel<<<lfs_cuda_blocks(count), LFS_CUDA_THREADS>>>(dx, dy, x, alpha, c, spatial, count);
+    prelu_dx_kernel<<<lfs_cuda_blocks(count), LFS_CUDA_THREADS>>>(dx, dy, x, alpha, k, (uint32_t)count);
     LFS_CUDA_LAUNCHED();
   }
 }
