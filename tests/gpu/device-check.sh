@@ -45,6 +45,7 @@ fi
 # them) into DIR, to carry less than the whole build tree.
 if [ "${1:-}" = --slim ]; then
   for p in $PROGRAMS; do install -D "$BUILD/$p" "$2/$p" || exit 1; done
+  git -C "$ROOT" describe --always --dirty > "$2/REVISION" # the device's copy may lack .git
   exit 0
 fi
 
@@ -53,7 +54,8 @@ mkdir -p "$SUMMARY_DIR"
 SUMMARY=$SUMMARY_DIR/device-check.txt
 exec > >(tee "$SUMMARY") 2>&1
 START=$SECONDS
-echo "device-check of lfsearch $(git -C "$ROOT" describe --always --dirty 2>/dev/null), $(date -u +%FT%TZ)"
+REVISION=$(cat "$BUILD/REVISION" 2>/dev/null || git -C "$ROOT" describe --always --dirty 2>/dev/null)
+echo "device-check of lfsearch $REVISION, $(date -u +%FT%TZ)"
 nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.max.sm --format=csv,noheader || true
 
 status=0
