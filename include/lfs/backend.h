@@ -123,13 +123,12 @@ struct lfs_backend {
 
 /* The CPU reference backend (always present). */
 lfs_backend *lfs_backend_cpu(void);
-/* The CPU kernels presented as a device (device 0): code that runs a GPU
- * through host mirrors and copies takes that path with it, for tests. */
-/* The CPU kernels behind device ordinal 0, accepting only their own memory
- * (src/backend/instrument.c). */
+/* The CPU kernels presented as a device (device 0), accepting only their own
+ * memory: code that runs a GPU through host mirrors and copies takes that path
+ * with it, for tests (src/backend/instrument.c). */
 lfs_backend *lfs_backend_cpu_staged(void);
 /* With LFS_PROFILE set (not 0): `be` wrapped so that each op is timed between
- * synchronisations; otherwise `be` itself. */
+ * synchronisations (one backend per process); otherwise `be` itself. */
 lfs_backend *lfs_backend_profiled(lfs_backend *be);
 void lfs_backend_profile_reset(void);
 /* Prints the times per op since the last reset, per step of `steps`, one line

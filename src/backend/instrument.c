@@ -320,7 +320,12 @@ lfs_backend *lfs_backend_cpu_staged(void) {
 
 lfs_backend *lfs_backend_profiled(lfs_backend *be) {
   if (!be || !profiling() || be == &staged.be) return be; /* cpu-staged times itself */
-  if (profiled.inner != be) instrument(&profiled, be, be->ops->name, be->device, INSTRUMENT_PROFILE);
+  if (!profiled.inner) instrument(&profiled, be, be->ops->name, be->device, INSTRUMENT_PROFILE);
+  if (profiled.inner != be) {
+    lfs_warn("LFS_PROFILE: already profiling backend %s; %s is not profiled", profiled.ops.name,
+             be->ops->name);
+    return be;
+  }
   return &profiled.be;
 }
 

@@ -2,18 +2,18 @@
  * backend on the same inputs, then a whole training-mode forward and backward
  * pass of tiny (with dropout) and of r18 built on each backend with the same
  * parameters; convolutions through cuDNN and again through im2col + cuBLAS; the
- * margin head for every loss (also at 100,003 classes). TF32
- * is off, so the GPU computes in float32 like the CPU and the
- * tolerance is one of float32 rounding, scaled by each output's magnitude:
- * |gpu - cpu| <= rtol * max(1, max |cpu|); for whole networks also up to ten
- * times what the CPU's own result moves when inputs and parameters change by
- * one ulp (a deep network's gradients are that sensitive to rounding: in
- * PyTorch too, r18's float32 and float64 gradients can differ by 4e-3 of their
- * scale). Dropout masks must match exactly (the same Philox stream),
- * per-channel double sums to 1e-9 relative. Exits 77
- * (SKIP) where CUDA is not built or no GPU is usable. With `--against cpu-staged`
- * the same checks run against the CPU kernels behind device memory, which
- * tests the test (and the staging) on any machine: there every difference is 0. */
+ * margin head for every loss (also at 100,003 classes). TF32 is off, so the GPU
+ * computes in float32 like the CPU and the tolerance is one of float32
+ * rounding, scaled by each output's magnitude: |gpu - cpu| <= rtol * max(1,
+ * max |cpu|); for whole networks also up to ten times what the CPU's own result
+ * moves when inputs and parameters change by one ulp (a deep network's
+ * gradients are that sensitive to rounding: in PyTorch too, r18's float32 and
+ * float64 gradients can differ by 4e-3 of their scale). Dropout masks must
+ * match exactly (the same Philox stream), per-channel double sums to 1e-9
+ * relative. Exits 77 (SKIP) where CUDA is not built or no GPU is usable. With
+ * `--against cpu-staged` the same checks run against the CPU kernels behind
+ * device memory, which tests the test (and the staging) on any machine: there
+ * every difference must be 0. */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -374,7 +374,8 @@ static void build_on(model_run *m, lfs_backend *be, const lfs_model_cfg *cfg, in
 /* Moves each value one ulp up or down (a fixed random sign per element). */
 static void nudge(float *v, size_t n, uint32_t stream) {
   const lfs_rng r = lfs_rng_make(2024, LFS_RNG_TEST, stream, 1);
-  for (size_t i = 0; i < n; i++) v[i] = nextafterf(v[i], lfs_rng_uniform(&r, i) < 0.5f ? -INFINITY : INFINITY);
+  for (size_t i = 0; i < n; i++)
+    v[i] = nextafterf(v[i], lfs_rng_uniform(&r, i) < 0.5f ? -INFINITY : INFINITY);
 }
 
 /* One training-mode forward and backward of m from parameters `params` [np] and
