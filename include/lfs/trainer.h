@@ -58,6 +58,12 @@ int lfs_trainer_init(lfs_trainer *t, const lfs_config *cfg, int classes, int64_t
                      MPI_Comm comm, char *err, size_t errlen);
 void lfs_trainer_free(lfs_trainer *t);
 
+/* A host buffer for one input batch [local_batch, 3, S, S], in the backend's
+ * staging memory (page-locked on a GPU, so that a step's upload runs at full
+ * speed); free with lfs_trainer_input_free. */
+float *lfs_trainer_input_alloc(lfs_trainer *t);
+void lfs_trainer_input_free(lfs_trainer *t, float *x);
+
 /* One SGD step on this rank's slice: x [local_batch, 3, S, S], labels
  * [local_batch]. Returns the mean loss over the global batch (the same on every
  * rank), or NaN/Inf when it diverged (no update is applied then). */

@@ -142,6 +142,12 @@ static void push_state(lfs_trainer *t) {
 }
 
 /* The network's input in the backend's memory. */
+float *lfs_trainer_input_alloc(lfs_trainer *t) {
+  return t->g.be->ops->host_alloc(t->g.be, lfs_shape_count(t->g.input));
+}
+
+void lfs_trainer_input_free(lfs_trainer *t, float *x) { t->g.be->ops->host_free(t->g.be, x); }
+
 static const float *input_on_backend(lfs_trainer *t, const float *x) {
   if (!t->staged) return x;
   t->g.be->ops->upload(t->g.be, t->dev.x, x, lfs_shape_count(t->g.input));

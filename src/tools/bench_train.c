@@ -96,7 +96,7 @@ static bench_rate bench_one(const lfs_bench_train_opts *o, lfs_config *cfg, int 
     lfs_user_error("bench --train: %s", err);
   if (first) print_header(o);
   const size_t n = (size_t)t.local_batch * 3 * o->size * o->size;
-  float *x = lfs_alloc_floats(n);
+  float *x = lfs_trainer_input_alloc(&t); /* as train and search: staging memory */
   int32_t *labels = lfs_malloc((size_t)t.local_batch * sizeof *labels);
   const lfs_rng rng = lfs_rng_make(12345, LFS_RNG_TEST, 0x7a1, (uint64_t)t.rank);
   for (size_t i = 0; i < n; i++) x[i] = 2.0f * lfs_rng_uniform(&rng, i) - 1.0f;
@@ -105,7 +105,8 @@ static bench_rate bench_one(const lfs_bench_train_opts *o, lfs_config *cfg, int 
   const double best = time_steps(&t, o, x, labels);
   lfs_backend_profile_report((long)o->reps * o->steps, print_line, NULL);
   const bench_rate rate = {(double)o->steps * o->batch / best, step_flops(&t) * o->steps / best};
-  free(x), free(labels);
+  lfs_trainer_input_free(&t, x);
+  free(labels);
   lfs_trainer_free(&t);
   return rate;
 }

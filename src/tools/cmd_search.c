@@ -129,8 +129,7 @@ static int forced_divergence(const search_run *r, int64_t epoch) {
 static int train_epoch(search_run *r, lfs_trainer *t, lfs_loader *l, int64_t epoch, int64_t step,
                        cand_epoch *ce, lfs_epoch_meter *m) {
   const int64_t steps = lfs_loader_steps_per_epoch(l);
-  const int S = t->image_size;
-  float *x = lfs_alloc_floats((size_t)t->local_batch * 3 * S * S);
+  float *x = lfs_trainer_input_alloc(t);
   int32_t *labels = lfs_malloc(sizeof(int32_t) * t->local_batch);
   char err[1024];
   const char *prefix = "[candidate 0] "; /* rank 0's progress line: candidate 0's */
@@ -163,7 +162,8 @@ static int train_epoch(search_run *r, lfs_trainer *t, lfs_loader *l, int64_t epo
     if ((step + 1) % r->log_every == 0 || step + 1 == steps)
       lfs_run_progress(prefix, epoch, r->epochs, step + 1, steps, loss, t->lr, t->global_batch, m);
   }
-  free(x), free(labels);
+  lfs_trainer_input_free(t, x);
+  free(labels);
   return rc;
 }
 

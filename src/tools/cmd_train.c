@@ -95,8 +95,7 @@ static double verify_all(train_run *r, lfs_trainer *t, int64_t epoch, double *me
 static int run_epoch(train_run *r, lfs_trainer *t, lfs_loader *l, int64_t epoch, int64_t step,
                      int64_t *total_steps, lfs_epoch_meter *m) {
   const int64_t steps = lfs_loader_steps_per_epoch(l);
-  const int S = t->image_size;
-  float *x = lfs_alloc_floats((size_t)t->local_batch * 3 * S * S);
+  float *x = lfs_trainer_input_alloc(t);
   int32_t *labels = lfs_malloc(sizeof(int32_t) * t->local_batch);
   char err[1024];
   int rc = 0;
@@ -118,7 +117,8 @@ static int run_epoch(train_run *r, lfs_trainer *t, lfs_loader *l, int64_t epoch,
     if ((step + 1) % r->log_every == 0 || step + 1 == steps)
       lfs_run_progress(NULL, epoch, r->epochs, step + 1, steps, loss, t->lr, t->global_batch, m);
   }
-  free(x), free(labels);
+  lfs_trainer_input_free(t, x);
+  free(labels);
   return rc;
 }
 
