@@ -136,20 +136,22 @@ static void in_axpy(lfs_backend *be, float *y, float alpha, const float *x, size
 }
 
 static size_t conv_in(const lfs_conv_desc *d) { return (size_t)d->n * d->in_c * d->in_h * d->in_w; }
-static size_t conv_out(const lfs_conv_desc *d) { return (size_t)d->n * d->out_c * d->out_h * d->out_w; }
+static size_t conv_out(const lfs_conv_desc *d) {
+  return (size_t)d->n * d->out_c * d->out_h * d->out_w;
+}
 static size_t conv_w(const lfs_conv_desc *d) {
   return (size_t)d->out_c * (d->in_c / d->groups) * d->kh * d->kw;
 }
 
 static void in_conv2d_forward(lfs_backend *be, const lfs_conv_desc *d, float *y, const float *x,
-                                  const float *w, const float *b) {
+                              const float *w, const float *b) {
   CHECK(y, conv_out(d)), CHECK(x, conv_in(d)), CHECK(w, conv_w(d));
   if (d->has_bias) CHECK(b, (size_t)d->out_c);
   TIMED(OP_CONV_FWD, inner_ops(be)->conv2d_forward(inner_of(be), d, y, x, w, b));
 }
 
 static void in_conv2d_backward(lfs_backend *be, const lfs_conv_desc *d, float *dx, float *dw,
-                                   float *db, const float *dy, const float *x, const float *w) {
+                               float *db, const float *dy, const float *x, const float *w) {
   CHECK(dx, conv_in(d)), CHECK(dw, conv_w(d)), CHECK(dy, conv_out(d)), CHECK(x, conv_in(d));
   CHECK(w, conv_w(d));
   if (d->has_bias) CHECK(db, (size_t)d->out_c);
@@ -164,114 +166,119 @@ static void in_batchnorm_sums(lfs_backend *be, const lfs_bn_desc *d, double *sum
   TIMED(OP_BN_SUMS, inner_ops(be)->batchnorm_sums(inner_of(be), d, sum, x));
 }
 
-static void in_batchnorm_sqdev(lfs_backend *be, const lfs_bn_desc *d, double *sqdev,
-                                   const float *x, const float *mean) {
+static void in_batchnorm_sqdev(lfs_backend *be, const lfs_bn_desc *d, double *sqdev, const float *x,
+                               const float *mean) {
   CHECK(x, bn_count(d)), CHECK(mean, (size_t)d->c);
   TIMED(OP_BN_SQDEV, inner_ops(be)->batchnorm_sqdev(inner_of(be), d, sqdev, x, mean));
 }
 
 static void in_batchnorm_apply(lfs_backend *be, const lfs_bn_desc *d, float *y, const float *x,
-                                   const float *mean, const float *invstd, const float *gamma,
-                                   const float *beta) {
+                               const float *mean, const float *invstd, const float *gamma,
+                               const float *beta) {
   const size_t c = (size_t)d->c;
   CHECK(y, bn_count(d)), CHECK(x, bn_count(d)), CHECK(mean, c), CHECK(invstd, c);
   CHECK(gamma, c), CHECK(beta, c);
-  TIMED(OP_BN_APPLY, inner_ops(be)->batchnorm_apply(inner_of(be), d, y, x, mean, invstd, gamma, beta));
+  TIMED(OP_BN_APPLY,
+        inner_ops(be)->batchnorm_apply(inner_of(be), d, y, x, mean, invstd, gamma, beta));
 }
 
 static void in_batchnorm_grad_sums(lfs_backend *be, const lfs_bn_desc *d, double *sum_dy,
-                                       double *sum_dy_xhat, const float *dy, const float *x,
-                                       const float *mean, const float *invstd) {
+                                   double *sum_dy_xhat, const float *dy, const float *x,
+                                   const float *mean, const float *invstd) {
   CHECK(dy, bn_count(d)), CHECK(x, bn_count(d)), CHECK(mean, (size_t)d->c);
   CHECK(invstd, (size_t)d->c);
-  TIMED(OP_BN_GRAD_SUMS, inner_ops(be)->batchnorm_grad_sums(inner_of(be), d, sum_dy, sum_dy_xhat, dy, x, mean, invstd));
+  TIMED(OP_BN_GRAD_SUMS, inner_ops(be)->batchnorm_grad_sums(inner_of(be), d, sum_dy, sum_dy_xhat,
+                                                            dy, x, mean, invstd));
 }
 
 static void in_batchnorm_backward_apply(lfs_backend *be, const lfs_bn_desc *d, float *dx,
-                                            const float *dy, const float *x, const float *gamma,
-                                            const float *mean, const float *invstd,
-                                            const float *mean_dy, const float *mean_dy_xhat) {
+                                        const float *dy, const float *x, const float *gamma,
+                                        const float *mean, const float *invstd,
+                                        const float *mean_dy, const float *mean_dy_xhat) {
   const size_t c = (size_t)d->c;
   CHECK(dx, bn_count(d)), CHECK(dy, bn_count(d)), CHECK(x, bn_count(d)), CHECK(gamma, c);
   CHECK(mean, c), CHECK(invstd, c), CHECK(mean_dy, c), CHECK(mean_dy_xhat, c);
-  TIMED(OP_BN_BWD, inner_ops(be)->batchnorm_backward_apply(inner_of(be), d, dx, dy, x, gamma, mean, invstd, mean_dy, mean_dy_xhat));
+  TIMED(OP_BN_BWD, inner_ops(be)->batchnorm_backward_apply(inner_of(be), d, dx, dy, x, gamma, mean,
+                                                           invstd, mean_dy, mean_dy_xhat));
 }
 
-static void in_prelu_forward(lfs_backend *be, int n, int c, int spatial, float *y,
-                                 const float *x, const float *alpha) {
+static void in_prelu_forward(lfs_backend *be, int n, int c, int spatial, float *y, const float *x,
+                             const float *alpha) {
   const size_t count = (size_t)n * c * spatial;
   CHECK(y, count), CHECK(x, count), CHECK(alpha, (size_t)c);
   TIMED(OP_PRELU_FWD, inner_ops(be)->prelu_forward(inner_of(be), n, c, spatial, y, x, alpha));
 }
 
-static void in_prelu_backward(lfs_backend *be, int n, int c, int spatial, float *dx,
-                                  float *dalpha, const float *dy, const float *x,
-                                  const float *alpha) {
+static void in_prelu_backward(lfs_backend *be, int n, int c, int spatial, float *dx, float *dalpha,
+                              const float *dy, const float *x, const float *alpha) {
   const size_t count = (size_t)n * c * spatial;
   CHECK(dx, count), CHECK(dalpha, (size_t)c), CHECK(dy, count), CHECK(x, count);
   CHECK(alpha, (size_t)c);
-  TIMED(OP_PRELU_BWD, inner_ops(be)->prelu_backward(inner_of(be), n, c, spatial, dx, dalpha, dy, x, alpha));
+  TIMED(OP_PRELU_BWD,
+        inner_ops(be)->prelu_backward(inner_of(be), n, c, spatial, dx, dalpha, dy, x, alpha));
 }
 
 static void in_linear_forward(lfs_backend *be, int n, int in, int out, float *y, const float *x,
-                                  const float *w, const float *b) {
+                              const float *w, const float *b) {
   CHECK(y, (size_t)n * out), CHECK(x, (size_t)n * in), CHECK(w, (size_t)out * in);
   CHECK(b, (size_t)out);
   TIMED(OP_LINEAR_FWD, inner_ops(be)->linear_forward(inner_of(be), n, in, out, y, x, w, b));
 }
 
 static void in_linear_backward(lfs_backend *be, int n, int in, int out, float *dx, float *dw,
-                                   float *db, const float *dy, const float *x, const float *w) {
+                               float *db, const float *dy, const float *x, const float *w) {
   CHECK(dx, (size_t)n * in), CHECK(dw, (size_t)out * in), CHECK(db, (size_t)out);
   CHECK(dy, (size_t)n * out), CHECK(x, (size_t)n * in), CHECK(w, (size_t)out * in);
-  TIMED(OP_LINEAR_BWD, inner_ops(be)->linear_backward(inner_of(be), n, in, out, dx, dw, db, dy, x, w));
+  TIMED(OP_LINEAR_BWD,
+        inner_ops(be)->linear_backward(inner_of(be), n, in, out, dx, dw, db, dy, x, w));
 }
 
 static void in_add_forward(lfs_backend *be, float *y, const float *a, const float *b,
-                               size_t count) {
+                           size_t count) {
   CHECK(y, count), CHECK(a, count), CHECK(b, count);
   TIMED(OP_ADD, inner_ops(be)->add_forward(inner_of(be), y, a, b, count));
 }
 
 static void in_dropout_forward(lfs_backend *be, float *y, const float *x, size_t count, float p,
-                                   const lfs_rng *rng) {
+                               const lfs_rng *rng) {
   CHECK(y, count), CHECK(x, count);
   TIMED(OP_DROPOUT_FWD, inner_ops(be)->dropout_forward(inner_of(be), y, x, count, p, rng));
 }
 
-static void in_dropout_backward(lfs_backend *be, float *dx, const float *dy, size_t count,
-                                    float p, const lfs_rng *rng) {
+static void in_dropout_backward(lfs_backend *be, float *dx, const float *dy, size_t count, float p,
+                                const lfs_rng *rng) {
   CHECK(dx, count), CHECK(dy, count);
   TIMED(OP_DROPOUT_BWD, inner_ops(be)->dropout_backward(inner_of(be), dx, dy, count, p, rng));
 }
 
 static void in_l2norm_forward(lfs_backend *be, int rows, int cols, float eps, float *y,
-                                  float *norms, const float *x) {
+                              float *norms, const float *x) {
   const size_t count = (size_t)rows * cols;
   CHECK(y, count), CHECK(norms, (size_t)rows), CHECK(x, count);
   TIMED(OP_L2NORM_FWD, inner_ops(be)->l2norm_forward(inner_of(be), rows, cols, eps, y, norms, x));
 }
 
 static void in_l2norm_backward(lfs_backend *be, int rows, int cols, float eps, float *dx,
-                                   const float *dy, const float *y, const float *norms) {
+                               const float *dy, const float *y, const float *norms) {
   const size_t count = (size_t)rows * cols;
   CHECK(dx, count), CHECK(dy, count), CHECK(y, count), CHECK(norms, (size_t)rows);
-  TIMED(OP_L2NORM_BWD, inner_ops(be)->l2norm_backward(inner_of(be), rows, cols, eps, dx, dy, y, norms));
+  TIMED(OP_L2NORM_BWD,
+        inner_ops(be)->l2norm_backward(inner_of(be), rows, cols, eps, dx, dy, y, norms));
 }
 
-static double in_head_loss(lfs_backend *be, const lfs_head_cfg *cfg, int B, int D, int K,
-                               float *dx, float *dw, lfs_head_stats *stats, const float *x,
-                               const float *w, const int32_t *labels) {
+static double in_head_loss(lfs_backend *be, const lfs_head_cfg *cfg, int B, int D, int K, float *dx,
+                           float *dw, lfs_head_stats *stats, const float *x, const float *w,
+                           const int32_t *labels) {
   CHECK(dx, (size_t)B * D), CHECK(dw, (size_t)K * D), CHECK(x, (size_t)B * D);
   CHECK(w, (size_t)K * D);
   double loss = 0.0;
-  TIMED(OP_HEAD, loss = inner_ops(be)->head_loss(inner_of(be), cfg, B, D, K, dx, dw, stats, x, w,
-                                                 labels));
+  TIMED(OP_HEAD,
+        loss = inner_ops(be)->head_loss(inner_of(be), cfg, B, D, K, dx, dw, stats, x, w, labels));
   return loss;
 }
 
 static void in_sgd_step(lfs_backend *be, float *w, float *v, const float *g, size_t n, float lr,
-                            float momentum, float weight_decay) {
+                        float momentum, float weight_decay) {
   CHECK(w, n), CHECK(v, n), CHECK(g, n);
   TIMED(OP_SGD, inner_ops(be)->sgd_step(inner_of(be), w, v, g, n, lr, momentum, weight_decay));
 }

@@ -45,10 +45,11 @@ typedef struct {
 
 /* Stops the program with the failed call, its error and where it was. */
 void lfs_cuda_fail(const char *what, const char *error, const char *file, int line);
-#define LFS_CUDA_CHECK(call)                                                              \
-  do {                                                                                    \
-    cudaError_t lfs_rc_ = (call);                                                         \
-    if (lfs_rc_ != cudaSuccess) lfs_cuda_fail(#call, cudaGetErrorString(lfs_rc_), __FILE__, __LINE__); \
+#define LFS_CUDA_CHECK(call)                                                 \
+  do {                                                                       \
+    cudaError_t lfs_rc_ = (call);                                            \
+    if (lfs_rc_ != cudaSuccess)                                              \
+      lfs_cuda_fail(#call, cudaGetErrorString(lfs_rc_), __FILE__, __LINE__); \
   } while (0)
 #define LFS_CUBLAS_CHECK(call)                                                            \
   do {                                                                                    \

@@ -40,7 +40,8 @@ static __global__ void channel_partials_kernel(double *partials, const float *x,
   if (threadIdx.x == 0) partials[(size_t)ch * splits + split] = total;
 }
 
-static __global__ void channel_finish_kernel(double *out, const double *partials, int c, int splits) {
+static __global__ void channel_finish_kernel(double *out, const double *partials, int c,
+                                             int splits) {
   LFS_CUDA_GRID_STRIDE(ch, (size_t)c) {
     double total = 0.0;
     for (int s = 0; s < splits; s++) total += partials[ch * splits + s];
@@ -62,12 +63,13 @@ const double *lfs_cuda_channel_sums(lfs_cuda_ctx *ctx, int term, const float *x,
                                     int n, int c, int spatial) {
   lfs_cuda_channels(n, c, spatial); /* the size check */
   const int splits = channel_splits(ctx, n, c, spatial);
-  double *partials = lfs_cuda_reduce_scratch(ctx, (size_t)c * (splits + 1)), *out = partials + (size_t)c * splits;
+  double *partials = lfs_cuda_reduce_scratch(ctx, (size_t)c * (splits + 1));
+  double *out = partials + (size_t)c * splits;
   const dim3 grid((unsigned)c, (unsigned)splits);
   const lfs_fastdiv plane = lfs_fastdiv_make((uint32_t)spatial);
   if (term == LFS_CUDA_SUM_X)
-    channel_partials_kernel<LFS_CUDA_SUM_X><<<grid, LFS_CUDA_THREADS>>>(partials, x, shift_x, y,
-                                                                        shift_y, n, c, plane, splits);
+    channel_partials_kernel<LFS_CUDA_SUM_X>
+        <<<grid, LFS_CUDA_THREADS>>>(partials, x, shift_x, y, shift_y, n, c, plane, splits);
   else if (term == LFS_CUDA_SUM_CROSS)
     channel_partials_kernel<LFS_CUDA_SUM_CROSS><<<grid, LFS_CUDA_THREADS>>>(
         partials, x, shift_x, y, shift_y, n, c, plane, splits);
@@ -94,7 +96,8 @@ lfs_cuda_channel_of lfs_cuda_channels(int n, int c, int spatial) {
 
 /* The per-channel sums into the host array host[c]. */
 static void channel_sums(lfs_backend *be, const lfs_bn_desc *d, double *host, int term,
-                         const float *x, const float *shift_x, const float *y, const float *shift_y) {
+                         const float *x, const float *shift_x, const float *y,
+                         const float *shift_y) {
   if (d->c == 0 || d->n == 0) {
     for (int ch = 0; ch < d->c; ch++) host[ch] = 0.0;
     return;

@@ -70,7 +70,9 @@ static __global__ void prelu_forward_kernel(float *y, const float *x, const floa
 
 static __global__ void prelu_dx_kernel(float *dx, const float *dy, const float *x,
                                        const float *alpha, lfs_cuda_channel_of k, uint32_t count) {
-  LFS_CUDA_GRID_STRIDE32(i, count) dx[i] += dy[i] * (x[i] > 0.0f ? 1.0f : alpha[lfs_cuda_channel(i, k)]);
+  LFS_CUDA_GRID_STRIDE32(i, count) {
+    dx[i] += dy[i] * (x[i] > 0.0f ? 1.0f : alpha[lfs_cuda_channel(i, k)]);
+  }
 }
 
 /* dalpha[ch] += its channel sum of dy * min(x, 0) */
@@ -84,7 +86,8 @@ void lfs_cuda_prelu_forward(lfs_backend *be, int n, int c, int spatial, float *y
   const size_t count = (size_t)n * c * spatial;
   if (!count) return;
   const lfs_cuda_channel_of k = lfs_cuda_channels(n, c, spatial);
-  prelu_forward_kernel<<<lfs_cuda_blocks(count), LFS_CUDA_THREADS>>>(y, x, alpha, k, (uint32_t)count);
+  prelu_forward_kernel<<<lfs_cuda_blocks(count), LFS_CUDA_THREADS>>>(y, x, alpha, k,
+                                                                     (uint32_t)count);
   LFS_CUDA_LAUNCHED();
 }
 
@@ -100,7 +103,8 @@ void lfs_cuda_prelu_backward(lfs_backend *be, int n, int c, int spatial, float *
     LFS_CUDA_LAUNCHED();
   }
   if (dx) {
-    prelu_dx_kernel<<<lfs_cuda_blocks(count), LFS_CUDA_THREADS>>>(dx, dy, x, alpha, k, (uint32_t)count);
+    prelu_dx_kernel<<<lfs_cuda_blocks(count), LFS_CUDA_THREADS>>>(dx, dy, x, alpha, k,
+                                                                  (uint32_t)count);
     LFS_CUDA_LAUNCHED();
   }
 }
@@ -187,7 +191,9 @@ static __global__ void dropout_forward_kernel(float *y, const float *x, size_t c
 static __global__ void dropout_backward_kernel(float *dx, const float *dy, size_t count, float p,
                                                float scale, lfs_rng rng) {
   /* no fused multiply-add: the CPU rounds the product first */
-  GRID_STRIDE(i, count) if (rng_uniform(rng, i) >= p) dx[i] = __fadd_rn(dx[i], __fmul_rn(dy[i], scale));
+  GRID_STRIDE(i, count) {
+    if (rng_uniform(rng, i) >= p) dx[i] = __fadd_rn(dx[i], __fmul_rn(dy[i], scale));
+  }
 }
 
 void lfs_cuda_dropout_forward(lfs_backend *be, float *y, const float *x, size_t count, float p,
