@@ -19,7 +19,8 @@
 #   mkdir -p .device-debs && (cd .device-debs && apt-get download $(bash tests/gpu/device-check.sh --debs))
 #   bash tests/gpu/device-check.sh --slim .device-bin  # the three programs alone
 # then on the GPU machine: LFS_BUILD=.device-bin LFS_PREBUILT=1 bash tests/gpu/device-check.sh
-# (LFS_DEVICE_ONLY=parity stops after the parity test, for a lease with little time left).
+# (LFS_DEVICE_ONLY=parity stops after the parity test, for a lease with little time left;
+# LFS_DEVICE_TORCH="r50" runs the PyTorch baseline for r50 alone).
 set -uo pipefail
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
 BUILD=${LFS_BUILD:-$ROOT/_build-cuda}
@@ -141,8 +142,9 @@ bench_pair() { # MODEL CLASSES [ENV...]
   step "bench-$model-$classes${1:+-$1}" 120 "${LFS_ENV[@]}" "$@" "$LFS" bench --train "$model" $BENCH \
     --classes "$classes" --threads 8 --device cuda
 }
-bench_torch() { # MODEL CLASSES
+bench_torch() { # MODEL CLASSES; LFS_DEVICE_TORCH="r50" limits the baselines (about 20 s each)
   [ $torch_ok = 1 ] || { echo "(no PyTorch with CUDA here: no baseline)"; return; }
+  case " ${LFS_DEVICE_TORCH:-r50 r100 mbf} " in *" $1 "*) ;; *) echo "(PyTorch $1: skipped)"; return ;; esac
   step "torch-$1-$2" 180 env PYTHONUNBUFFERED=1 python3 "$ROOT/bench/torch_step.py" --model "$1" \
     --size 112 --batch 128 --classes "$2" --steps 10 --repeats 3 --device cuda
 }
