@@ -30,6 +30,16 @@ typedef struct {
   int n, c, spatial; /* input viewed as [n, c, spatial] (spatial = H*W, 1 for BN1d) */
 } lfs_bn_desc;
 
+/* How batch norm forms its statistics (lfs_backend_ops.batchnorm_stats). */
+typedef struct {
+  int training; /* 0: eval mode, the running statistics */
+  double eps, momentum;
+  /* Synchronised BN: sums buf [count] (host doubles) over the group, in place;
+   * NULL: this rank's batch alone, and nothing leaves the device. */
+  void (*group_sum)(double *buf, int count, void *ctx);
+  void *group_ctx;
+} lfs_bn_stats_cfg;
+
 typedef struct {
   const char *name;
   /* memory */
@@ -44,6 +54,11 @@ typedef struct {
    * GPU, so that transfers run at full speed); not zeroed. */
   float *(*host_alloc)(lfs_backend *be, size_t count);
   void (*host_free)(lfs_backend *be, float *p);
+  /* upload on a copy stream: it overlaps the work already issued (which must
+   * not use dst), and the ops issued after it see dst filled. src (staging
+   * memory) must stay unchanged until a later download, head_loss or
+   * synchronize has returned. */
+  void (*upload_async)(lfs_backend *be, float *dst, const float *src /* host */, size_t count);
 
   /* y [n, out_c, out_h, out_w] = conv(x [n, in_c, in_h, in_w], w [out_c, in_c/groups, kh, kw]) + b [out_c] */
   void (*conv2d_forward)(lfs_backend *be, const lfs_conv_desc *d, float *y, const float *x,
@@ -51,22 +66,30 @@ typedef struct {
   void (*conv2d_backward)(lfs_backend *be, const lfs_conv_desc *d, float *dx, float *dw, float *db,
                           const float *dy, const float *x, const float *w);
 
-  /* Batch normalisation over x viewed as [n, c, spatial], in phases so that the
-   * per-channel sums can be all-reduced between them (synchronised BN). The
-   * double sums [c] are host arrays; mean, invstd, gamma, beta and the per-channel
-   * backward terms [c] are backend memory.
-   * sum = sum of x; sqdev = sum of (x - mean)^2 (two passes: no cancellation). */
-  void (*batchnorm_sums)(lfs_backend *be, const lfs_bn_desc *d, double *sum, const float *x);
-  void (*batchnorm_sqdev)(lfs_backend *be, const lfs_bn_desc *d, double *sqdev, const float *x,
-                          const float *mean);
+  /* Batch normalisation over x viewed as [n, c, spatial]. The per-channel
+   * statistics stay in backend memory; only synchronised BN (cfg->group_sum) takes
+   * the sums to the host, between the phases, to add them up over the group.
+   * Training mode: mean [c] and invstd [c] = 1 / sqrt(var + eps) of x (biased
+   * variance from the squared deviations about the mean: two passes, no
+   * cancellation; sums in double), and the running averages run_mean, run_var [c]
+   * moved by cfg->momentum towards the mean and the unbiased variance. Returns the
+   * number of values per channel (the group's). Eval mode: mean = run_mean,
+   * invstd from run_var, x unread; returns 0. */
+  double (*batchnorm_stats)(lfs_backend *be, const lfs_bn_desc *d, const lfs_bn_stats_cfg *cfg,
+                            float *mean, float *invstd, float *run_mean, float *run_var,
+                            const float *x);
   /* y = (x - mean) * invstd * gamma + beta */
   void (*batchnorm_apply)(lfs_backend *be, const lfs_bn_desc *d, float *y, const float *x,
                           const float *mean, const float *invstd, const float *gamma,
                           const float *beta);
-  /* sum_dy = sum of dy, sum_dy_xhat = sum of dy * (x - mean) * invstd */
-  void (*batchnorm_grad_sums)(lfs_backend *be, const lfs_bn_desc *d, double *sum_dy,
-                              double *sum_dy_xhat, const float *dy, const float *x,
-                              const float *mean, const float *invstd);
+  /* Backward's per-channel terms. Local sums: dbeta += sum of dy, dgamma += sum
+   * of dy * (x - mean) * invstd (NULL: skipped). Then mean_dy, mean_dy_xhat [c] =
+   * those sums (over the group with cfg->group_sum) / count, the count batchnorm_stats
+   * returned; zero in eval mode. */
+  void (*batchnorm_grad_terms)(lfs_backend *be, const lfs_bn_desc *d, const lfs_bn_stats_cfg *cfg,
+                               double count, float *dgamma, float *dbeta, float *mean_dy,
+                               float *mean_dy_xhat, const float *dy, const float *x,
+                               const float *mean, const float *invstd);
   /* dx += gamma * invstd * (dy - mean_dy - xhat * mean_dy_xhat); both means are 0 in eval mode */
   void (*batchnorm_backward_apply)(lfs_backend *be, const lfs_bn_desc *d, float *dx,
                                    const float *dy, const float *x, const float *gamma,

@@ -33,8 +33,10 @@ typedef struct {
    * over several ranks, clipping, checkpoints, the winner's broadcast); `host` is
    * then a view of g.params with host copies of data and grad. */
   struct {
-    float *velocity, *w, *dw, *vw, *dfeat, *x;
+    float *velocity, *w, *dw, *vw, *dfeat;
+    float *x[2]; /* input batches: a step's copy fills the one the last step is not reading */
   } dev;
+  int x_slot; /* dev.x of the last step */
   lfs_params host;
   int staged;
   float *feat; /* staged: host copy of the embeddings [local_batch, D] */

@@ -21,15 +21,15 @@
 enum { INSTRUMENT_CHECK = 1, INSTRUMENT_PROFILE = 2 };
 
 enum {
-  OP_ALLOC, OP_FREE, OP_UPLOAD, OP_DOWNLOAD, OP_FILL, OP_AXPY, OP_CONV_FWD, OP_CONV_BWD,
-  OP_BN_SUMS, OP_BN_SQDEV, OP_BN_APPLY, OP_BN_GRAD_SUMS, OP_BN_BWD, OP_PRELU_FWD, OP_PRELU_BWD,
+  OP_ALLOC, OP_FREE, OP_UPLOAD, OP_UPLOAD_ASYNC, OP_DOWNLOAD, OP_FILL, OP_AXPY, OP_CONV_FWD,
+  OP_CONV_BWD, OP_BN_STATS, OP_BN_APPLY, OP_BN_GRAD_TERMS, OP_BN_BWD, OP_PRELU_FWD, OP_PRELU_BWD,
   OP_LINEAR_FWD, OP_LINEAR_BWD, OP_ADD, OP_DROPOUT_FWD, OP_DROPOUT_BWD, OP_L2NORM_FWD,
   OP_L2NORM_BWD, OP_HEAD, OP_SGD, OP_COUNT
 };
 static const char *const op_names[OP_COUNT] = {
-    "alloc", "free", "upload", "download", "fill", "axpy", "conv2d forward", "conv2d backward",
-    "batchnorm sums", "batchnorm sqdev", "batchnorm apply", "batchnorm grad sums",
-    "batchnorm backward", "prelu forward", "prelu backward", "linear forward", "linear backward",
+    "alloc", "free", "upload", "upload (copy stream)", "download", "fill", "axpy",
+    "conv2d forward", "conv2d backward", "batchnorm stats", "batchnorm apply",
+    "batchnorm grad terms", "batchnorm backward", "prelu forward", "prelu backward", "linear forward", "linear backward",
     "add", "dropout forward", "dropout backward", "l2norm forward", "l2norm backward",
     "margin head", "sgd step"};
 
@@ -128,6 +128,11 @@ static void in_upload(lfs_backend *be, float *dst, const float *src, size_t coun
   TIMED(OP_UPLOAD, inner_ops(be)->upload(inner_of(be), dst, src, count));
 }
 
+static void in_upload_async(lfs_backend *be, float *dst, const float *src, size_t count) {
+  CHECK(dst, count);
+  TIMED(OP_UPLOAD_ASYNC, inner_ops(be)->upload_async(inner_of(be), dst, src, count));
+}
+
 static void in_download(lfs_backend *be, float *dst, const float *src, size_t count) {
   CHECK(src, count);
   TIMED(OP_DOWNLOAD, inner_ops(be)->download(inner_of(be), dst, src, count));
@@ -168,16 +173,16 @@ static void in_conv2d_backward(lfs_backend *be, const lfs_conv_desc *d, float *d
 
 static size_t bn_count(const lfs_bn_desc *d) { return (size_t)d->n * d->c * d->spatial; }
 
-/* The double sums are host arrays by the interface: only the float buffers are checked. */
-static void in_batchnorm_sums(lfs_backend *be, const lfs_bn_desc *d, double *sum, const float *x) {
-  CHECK(x, bn_count(d));
-  TIMED(OP_BN_SUMS, inner_ops(be)->batchnorm_sums(inner_of(be), d, sum, x));
-}
-
-static void in_batchnorm_sqdev(lfs_backend *be, const lfs_bn_desc *d, double *sqdev, const float *x,
-                               const float *mean) {
-  CHECK(x, bn_count(d)), CHECK(mean, (size_t)d->c);
-  TIMED(OP_BN_SQDEV, inner_ops(be)->batchnorm_sqdev(inner_of(be), d, sqdev, x, mean));
+static double in_batchnorm_stats(lfs_backend *be, const lfs_bn_desc *d,
+                                 const lfs_bn_stats_cfg *cfg, float *mean, float *invstd,
+                                 float *run_mean, float *run_var, const float *x) {
+  const size_t c = (size_t)d->c;
+  CHECK(mean, c), CHECK(invstd, c), CHECK(run_mean, c), CHECK(run_var, c);
+  if (cfg->training) CHECK(x, bn_count(d));
+  double count = 0.0;
+  TIMED(OP_BN_STATS, count = inner_ops(be)->batchnorm_stats(inner_of(be), d, cfg, mean, invstd,
+                                                            run_mean, run_var, x));
+  return count;
 }
 
 static void in_batchnorm_apply(lfs_backend *be, const lfs_bn_desc *d, float *y, const float *x,
@@ -190,13 +195,17 @@ static void in_batchnorm_apply(lfs_backend *be, const lfs_bn_desc *d, float *y, 
         inner_ops(be)->batchnorm_apply(inner_of(be), d, y, x, mean, invstd, gamma, beta));
 }
 
-static void in_batchnorm_grad_sums(lfs_backend *be, const lfs_bn_desc *d, double *sum_dy,
-                                   double *sum_dy_xhat, const float *dy, const float *x,
-                                   const float *mean, const float *invstd) {
-  CHECK(dy, bn_count(d)), CHECK(x, bn_count(d)), CHECK(mean, (size_t)d->c);
-  CHECK(invstd, (size_t)d->c);
-  TIMED(OP_BN_GRAD_SUMS, inner_ops(be)->batchnorm_grad_sums(inner_of(be), d, sum_dy, sum_dy_xhat,
-                                                            dy, x, mean, invstd));
+static void in_batchnorm_grad_terms(lfs_backend *be, const lfs_bn_desc *d,
+                                    const lfs_bn_stats_cfg *cfg, double count, float *dgamma,
+                                    float *dbeta, float *mean_dy, float *mean_dy_xhat,
+                                    const float *dy, const float *x, const float *mean,
+                                    const float *invstd) {
+  const size_t c = (size_t)d->c;
+  CHECK(dgamma, c), CHECK(dbeta, c), CHECK(mean_dy, c), CHECK(mean_dy_xhat, c);
+  CHECK(dy, bn_count(d)), CHECK(x, bn_count(d)), CHECK(mean, c), CHECK(invstd, c);
+  TIMED(OP_BN_GRAD_TERMS,
+        inner_ops(be)->batchnorm_grad_terms(inner_of(be), d, cfg, count, dgamma, dbeta, mean_dy,
+                                            mean_dy_xhat, dy, x, mean, invstd));
 }
 
 static void in_batchnorm_backward_apply(lfs_backend *be, const lfs_bn_desc *d, float *dx,
@@ -300,12 +309,12 @@ static lfs_backend *instrument(instrumented *w, lfs_backend *inner, const char *
   w->ops = *inner->ops; /* host_alloc, host_free and synchronize pass through */
   w->ops.name = name;
   w->ops.alloc = in_alloc, w->ops.free = in_free;
-  w->ops.upload = in_upload, w->ops.download = in_download;
+  w->ops.upload = in_upload, w->ops.upload_async = in_upload_async;
+  w->ops.download = in_download;
   w->ops.fill = in_fill, w->ops.axpy = in_axpy;
   w->ops.conv2d_forward = in_conv2d_forward, w->ops.conv2d_backward = in_conv2d_backward;
-  w->ops.batchnorm_sums = in_batchnorm_sums, w->ops.batchnorm_sqdev = in_batchnorm_sqdev;
-  w->ops.batchnorm_apply = in_batchnorm_apply;
-  w->ops.batchnorm_grad_sums = in_batchnorm_grad_sums;
+  w->ops.batchnorm_stats = in_batchnorm_stats, w->ops.batchnorm_apply = in_batchnorm_apply;
+  w->ops.batchnorm_grad_terms = in_batchnorm_grad_terms;
   w->ops.batchnorm_backward_apply = in_batchnorm_backward_apply;
   w->ops.prelu_forward = in_prelu_forward, w->ops.prelu_backward = in_prelu_backward;
   w->ops.linear_forward = in_linear_forward, w->ops.linear_backward = in_linear_backward;

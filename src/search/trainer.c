@@ -91,7 +91,7 @@ static void stage(lfs_trainer *t) {
   t->staged = be->device >= 0;
   if (!t->staged) {
     t->dev.velocity = t->opt.velocity, t->dev.w = t->w, t->dev.dw = t->dw, t->dev.vw = t->vw;
-    t->dev.dfeat = t->dfeat, t->dev.x = NULL;
+    t->dev.dfeat = t->dfeat, t->dev.x[0] = t->dev.x[1] = NULL;
     return;
   }
   t->host.be = lfs_backend_cpu();
@@ -99,7 +99,7 @@ static void stage(lfs_trainer *t) {
   t->host.grad = be->ops->host_alloc(be, p->trainable_count);
   be->ops->download(be, t->host.data, p->data, p->count);
   t->feat = be->ops->host_alloc(be, feat);
-  t->dev.x = be->ops->alloc(be, lfs_shape_count(t->g.input));
+  for (int i = 0; i < 2; i++) t->dev.x[i] = be->ops->alloc(be, lfs_shape_count(t->g.input));
   t->dev.dfeat = be->ops->alloc(be, feat);
   t->dev.velocity = be->ops->alloc(be, p->trainable_count);
   t->dev.w = be->ops->alloc(be, head), t->dev.dw = be->ops->alloc(be, head);
@@ -114,7 +114,8 @@ static void unstage(lfs_trainer *t) {
   lfs_backend *be = t->g.be;
   be->ops->host_free(be, t->host.data), be->ops->host_free(be, t->host.grad);
   be->ops->host_free(be, t->feat);
-  float *dev[] = {t->dev.x, t->dev.dfeat, t->dev.velocity, t->dev.w, t->dev.dw, t->dev.vw};
+  float *dev[] = {t->dev.x[0], t->dev.x[1], t->dev.dfeat, t->dev.velocity,
+                  t->dev.w,    t->dev.dw,   t->dev.vw};
   for (size_t i = 0; i < sizeof dev / sizeof dev[0]; i++) be->ops->free(be, dev[i]);
   t->staged = 0;
 }
@@ -150,8 +151,19 @@ void lfs_trainer_input_free(lfs_trainer *t, float *x) { t->g.be->ops->host_free(
 
 static const float *input_on_backend(lfs_trainer *t, const float *x) {
   if (!t->staged) return x;
-  t->g.be->ops->upload(t->g.be, t->dev.x, x, lfs_shape_count(t->g.input));
-  return t->dev.x;
+  t->g.be->ops->upload(t->g.be, t->dev.x[0], x, lfs_shape_count(t->g.input));
+  return t->dev.x[0];
+}
+
+/* A step's input: copied beside the work still running (the previous step's
+ * backward pass), into the buffer that work does not read. x, the caller's,
+ * may change once the step has returned: its head_loss waits for the copy. */
+static const float *step_input_on_backend(lfs_trainer *t, const float *x) {
+  if (!t->staged) return x;
+  t->x_slot ^= 1;
+  float *dst = t->dev.x[t->x_slot];
+  t->g.be->ops->upload_async(t->g.be, dst, x, lfs_shape_count(t->g.input));
+  return dst;
 }
 
 /* Embeddings on the host. */
@@ -277,7 +289,7 @@ double lfs_trainer_step(lfs_trainer *t, const float *x, const int32_t *labels,
                         lfs_head_stats *stats) {
   lfs_backend *be = t->g.be;
   lfs_pass ps = make_pass(t, 1);
-  const float *xb = input_on_backend(t, x);
+  const float *xb = step_input_on_backend(t, x);
   const float *feat = lfs_graph_forward(&t->g, &ps, xb);
   const size_t head = (size_t)t->K * t->D;
   be->ops->fill(be, t->dev.dfeat, 0.0f, (size_t)t->local_batch * t->D);

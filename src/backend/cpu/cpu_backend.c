@@ -71,13 +71,12 @@ static void cpu_axpy(lfs_backend *be, float *y, float alpha, const float *x, siz
   {                                                                                        \
     .name = "cpu", .alloc = cpu_alloc, .free = cpu_free, .upload = cpu_copy,               \
     .download = cpu_copy, .fill = cpu_fill, .axpy = cpu_axpy,                              \
-    .host_alloc = cpu_host_alloc, .host_free = cpu_free,                                   \
+    .host_alloc = cpu_host_alloc, .host_free = cpu_free, .upload_async = cpu_copy,         \
     .conv2d_forward = lfs_cpu_conv2d_forward##sfx,                                         \
     .conv2d_backward = lfs_cpu_conv2d_backward##sfx,                                       \
-    .batchnorm_sums = lfs_cpu_batchnorm_sums##sfx,                                         \
-    .batchnorm_sqdev = lfs_cpu_batchnorm_sqdev##sfx,                                       \
+    .batchnorm_stats = lfs_cpu_batchnorm_stats##sfx,                                       \
     .batchnorm_apply = lfs_cpu_batchnorm_apply##sfx,                                       \
-    .batchnorm_grad_sums = lfs_cpu_batchnorm_grad_sums##sfx,                               \
+    .batchnorm_grad_terms = lfs_cpu_batchnorm_grad_terms##sfx,                             \
     .batchnorm_backward_apply = lfs_cpu_batchnorm_backward_apply##sfx,                     \
     .prelu_forward = lfs_cpu_prelu_forward##sfx, .prelu_backward = lfs_cpu_prelu_backward##sfx, \
     .linear_forward = lfs_cpu_linear_forward##sfx,                                         \

@@ -8,15 +8,17 @@ void LFS_CPU_K(conv2d_forward)(lfs_backend *be, const lfs_conv_desc *d, float *y
 void LFS_CPU_K(conv2d_backward)(lfs_backend *be, const lfs_conv_desc *d, float *dx, float *dw,
                                 float *db, const float *dy, const float *x, const float *w);
 
-void LFS_CPU_K(batchnorm_sums)(lfs_backend *be, const lfs_bn_desc *d, double *sum, const float *x);
-void LFS_CPU_K(batchnorm_sqdev)(lfs_backend *be, const lfs_bn_desc *d, double *sqdev,
-                                const float *x, const float *mean);
+double LFS_CPU_K(batchnorm_stats)(lfs_backend *be, const lfs_bn_desc *d,
+                                  const lfs_bn_stats_cfg *cfg, float *mean, float *invstd,
+                                  float *run_mean, float *run_var, const float *x);
 void LFS_CPU_K(batchnorm_apply)(lfs_backend *be, const lfs_bn_desc *d, float *y, const float *x,
                                 const float *mean, const float *invstd, const float *gamma,
                                 const float *beta);
-void LFS_CPU_K(batchnorm_grad_sums)(lfs_backend *be, const lfs_bn_desc *d, double *sum_dy,
-                                    double *sum_dy_xhat, const float *dy, const float *x,
-                                    const float *mean, const float *invstd);
+void LFS_CPU_K(batchnorm_grad_terms)(lfs_backend *be, const lfs_bn_desc *d,
+                                     const lfs_bn_stats_cfg *cfg, double count, float *dgamma,
+                                     float *dbeta, float *mean_dy, float *mean_dy_xhat,
+                                     const float *dy, const float *x, const float *mean,
+                                     const float *invstd);
 void LFS_CPU_K(batchnorm_backward_apply)(lfs_backend *be, const lfs_bn_desc *d, float *dx,
                                          const float *dy, const float *x, const float *gamma,
                                          const float *mean, const float *invstd,

@@ -45,6 +45,18 @@ static void cuda_download(lfs_backend *be, float *dst, const float *src, size_t 
   if (count) LFS_CUDA_CHECK(cudaMemcpy(dst, src, count * sizeof(float), cudaMemcpyDeviceToHost));
 }
 
+/* The copy stream runs beside the default stream, so the copy overlaps work
+ * already issued; the default stream waits for it through an event, not the
+ * host. */
+static void cuda_upload_async(lfs_backend *be, float *dst, const float *src, size_t count) {
+  lfs_cuda_ctx *c = ctx_of(be);
+  if (!count) return;
+  LFS_CUDA_CHECK(cudaMemcpyAsync(dst, src, count * sizeof(float), cudaMemcpyHostToDevice,
+                                 c->copy_stream));
+  LFS_CUDA_CHECK(cudaEventRecord(c->copy_done, c->copy_stream));
+  LFS_CUDA_CHECK(cudaStreamWaitEvent(cudaStreamLegacy, c->copy_done, 0));
+}
+
 static float *cuda_host_alloc(lfs_backend *be, size_t count) {
   void *p = NULL;
   const size_t bytes = (count ? count : 1) * sizeof(float);
@@ -76,12 +88,31 @@ void *lfs_cuda_workspace(lfs_cuda_ctx *c, size_t bytes) {
   return c->workspace;
 }
 
+/* *buf grown to `count` doubles (cudaFree waits for the work that may still use it). */
+static double *grow_doubles(lfs_cuda_ctx *c, double **buf, size_t *have, size_t count,
+                            const char *what) {
+  if (count <= *have) return *buf;
+  if (*buf) LFS_CUDA_CHECK(cudaFree(*buf));
+  *buf = NULL;
+  *have = 0;
+  cudaError_t rc = cudaMalloc((void **)buf, count * sizeof(double));
+  if (rc != cudaSuccess) {
+    size_t free_b = 0, total_b = 0;
+    cudaMemGetInfo(&free_b, &total_b);
+    lfs_fatal("CUDA: cannot allocate %.1f MiB of %s on GPU %d (%s; %.1f MiB free)",
+              count * sizeof(double) / 1048576.0, what, c->device, cudaGetErrorString(rc),
+              free_b / 1048576.0);
+  }
+  *have = count;
+  return *buf;
+}
+
 double *lfs_cuda_reduce_scratch(lfs_cuda_ctx *c, size_t count) {
-  if (count <= c->reduce_count) return c->reduce;
-  if (c->reduce) LFS_CUDA_CHECK(cudaFree(c->reduce));
-  LFS_CUDA_CHECK(cudaMalloc((void **)&c->reduce, count * sizeof(double)));
-  c->reduce_count = count;
-  return c->reduce;
+  return grow_doubles(c, &c->reduce, &c->reduce_count, count, "reduction scratch");
+}
+
+double *lfs_cuda_stats_scratch(lfs_cuda_ctx *c, size_t count) {
+  return grow_doubles(c, &c->stats, &c->stats_count, count, "batch-norm statistics scratch");
 }
 
 static void cuda_synchronize(lfs_backend *be) {
@@ -99,12 +130,12 @@ static const lfs_backend_ops cuda_ops = {
     lfs_cuda_axpy,
     cuda_host_alloc,
     cuda_host_free,
+    cuda_upload_async,
     lfs_cuda_conv2d_forward,
     lfs_cuda_conv2d_backward,
-    lfs_cuda_batchnorm_sums,
-    lfs_cuda_batchnorm_sqdev,
+    lfs_cuda_batchnorm_stats,
     lfs_cuda_batchnorm_apply,
-    lfs_cuda_batchnorm_grad_sums,
+    lfs_cuda_batchnorm_grad_terms,
     lfs_cuda_batchnorm_backward_apply,
     lfs_cuda_prelu_forward,
     lfs_cuda_prelu_backward,
@@ -152,6 +183,8 @@ static int create(void) {
     return -1;
   }
   LFS_CUDA_CHECK(cudaDeviceGetAttribute(&c->multiprocessors, cudaDevAttrMultiProcessorCount, c->device));
+  LFS_CUDA_CHECK(cudaStreamCreateWithFlags(&c->copy_stream, cudaStreamNonBlocking));
+  LFS_CUDA_CHECK(cudaEventCreateWithFlags(&c->copy_done, cudaEventDisableTiming));
   LFS_CUBLAS_CHECK(cublasCreate(&c->blas));
   LFS_CUDNN_CHECK(cudnnCreate(&c->dnn));
   c->tf32 = tf32_default();

@@ -2,8 +2,9 @@
  * the context (device, cuBLAS and cuDNN handles, the convolution plan cache,
  * a grow-only workspace), checked CUDA/cuBLAS/cuDNN calls, launch geometry and
  * the kernels' entry points. Memory is device memory; layouts are those of
- * include/lfs/backend.h. Everything runs on the default stream of the device,
- * so calls are ordered and a download waits for the work before it. */
+ * include/lfs/backend.h. Everything runs on the (legacy) default stream of the
+ * device, so calls are ordered and a download waits for the work before it;
+ * only upload_async uses a copy stream, which the default stream waits for. */
 #ifndef LFS_CUDA_INTERNAL_H
 #define LFS_CUDA_INTERNAL_H
 
@@ -34,8 +35,12 @@ typedef struct {
   int conv_find;            /* cuDNN algorithms chosen by timing, not heuristics */
   void *workspace;          /* cuDNN workspace, grown on demand */
   size_t workspace_bytes;
-  double *reduce;           /* device scratch for per-channel double sums */
+  double *reduce;           /* device scratch for per-channel partial sums */
   size_t reduce_count;
+  double *stats;            /* device scratch for batch norm's per-channel sums */
+  size_t stats_count;
+  cudaStream_t copy_stream; /* upload_async's */
+  cudaEvent_t copy_done;
   void *head_scratch;       /* the margin head's per-call scratch, grown on demand */
   size_t head_bytes;
   int multiprocessors;      /* of the device, to size reductions */
@@ -116,20 +121,23 @@ static __device__ __forceinline__ uint32_t lfs_cuda_channel(uint32_t i, lfs_cuda
 enum {
   LFS_CUDA_SUM_X,     /* x[i] */
   LFS_CUDA_SUM_CROSS, /* (x[i] - shift_x[ch]) * (y[i] - shift_y[ch]) (a NULL shift is 0) */
-  LFS_CUDA_SUM_PRELU  /* x[i] * min(y[i], 0): PReLU's alpha gradient, x = dy, y = input */
+  LFS_CUDA_SUM_PRELU, /* x[i] * min(y[i], 0): PReLU's alpha gradient, x = dy, y = input */
+  LFS_CUDA_SUM_GRAD   /* two outputs: x[i], and x[i] * (y[i] - shift_y[ch]) (BN backward) */
 };
-/* The c per-channel sums in double, in device memory owned by the context
- * (valid until its next call). Each channel is split over several blocks so
+/* out [outputs * c] (device): the per-channel sums in double, output o of
+ * channel ch at out[o * c + ch]. Each channel is split over several blocks so
  * that the whole device works; partial sums are combined in a fixed order,
  * so the result is the same on every run. */
-const double *lfs_cuda_channel_sums(lfs_cuda_ctx *ctx, int term, const float *x,
-                                    const float *shift_x, const float *y, const float *shift_y,
-                                    int n, int c, int spatial);
+void lfs_cuda_channel_sums(lfs_cuda_ctx *ctx, double *out, int term, const float *x,
+                           const float *shift_x, const float *y, const float *shift_y, int n,
+                           int c, int spatial);
 
 /* Device memory of at least `bytes` for cuDNN, owned by the context. */
 void *lfs_cuda_workspace(lfs_cuda_ctx *c, size_t bytes);
-/* Device scratch of `count` doubles for per-channel reductions. */
+/* Device scratch of `count` doubles: the partial sums of lfs_cuda_channel_sums,
+ * and batch norm's per-channel sums. Each grows on demand. */
 double *lfs_cuda_reduce_scratch(lfs_cuda_ctx *c, size_t count);
+double *lfs_cuda_stats_scratch(lfs_cuda_ctx *c, size_t count);
 
 /* cuda_conv.cu */
 void lfs_cuda_conv2d_forward(lfs_backend *be, const lfs_conv_desc *d, float *y, const float *x,
@@ -144,15 +152,17 @@ void lfs_cuda_conv2d_backward_gemm(lfs_backend *be, const lfs_conv_desc *d, floa
                                    float *db, const float *dy, const float *x, const float *w);
 
 /* cuda_norm.cu: batch norm and L2 normalisation */
-void lfs_cuda_batchnorm_sums(lfs_backend *be, const lfs_bn_desc *d, double *sum, const float *x);
-void lfs_cuda_batchnorm_sqdev(lfs_backend *be, const lfs_bn_desc *d, double *sqdev, const float *x,
-                              const float *mean);
+double lfs_cuda_batchnorm_stats(lfs_backend *be, const lfs_bn_desc *d, const lfs_bn_stats_cfg *cfg,
+                                float *mean, float *invstd, float *run_mean, float *run_var,
+                                const float *x);
 void lfs_cuda_batchnorm_apply(lfs_backend *be, const lfs_bn_desc *d, float *y, const float *x,
                               const float *mean, const float *invstd, const float *gamma,
                               const float *beta);
-void lfs_cuda_batchnorm_grad_sums(lfs_backend *be, const lfs_bn_desc *d, double *sum_dy,
-                                  double *sum_dy_xhat, const float *dy, const float *x,
-                                  const float *mean, const float *invstd);
+void lfs_cuda_batchnorm_grad_terms(lfs_backend *be, const lfs_bn_desc *d,
+                                   const lfs_bn_stats_cfg *cfg, double count, float *dgamma,
+                                   float *dbeta, float *mean_dy, float *mean_dy_xhat,
+                                   const float *dy, const float *x, const float *mean,
+                                   const float *invstd);
 void lfs_cuda_batchnorm_backward_apply(lfs_backend *be, const lfs_bn_desc *d, float *dx,
                                        const float *dy, const float *x, const float *gamma,
                                        const float *mean, const float *invstd, const float *mean_dy,

@@ -97,8 +97,9 @@ void lfs_cuda_prelu_backward(lfs_backend *be, int n, int c, int spatial, float *
   if (!count) return;
   const lfs_cuda_channel_of k = lfs_cuda_channels(n, c, spatial);
   if (dalpha) {
-    const double *sums = lfs_cuda_channel_sums(lfs_cuda_ctx_of(be), LFS_CUDA_SUM_PRELU, dy, NULL, x,
-                                               NULL, n, c, spatial);
+    lfs_cuda_ctx *ctx = lfs_cuda_ctx_of(be);
+    double *sums = lfs_cuda_stats_scratch(ctx, (size_t)c);
+    lfs_cuda_channel_sums(ctx, sums, LFS_CUDA_SUM_PRELU, dy, NULL, x, NULL, n, c, spatial);
     add_sums_kernel<<<lfs_cuda_blocks((size_t)c), LFS_CUDA_THREADS>>>(dalpha, sums, c);
     LFS_CUDA_LAUNCHED();
   }
