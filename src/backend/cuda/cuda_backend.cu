@@ -188,10 +188,13 @@ static int create(void) {
   LFS_CUBLAS_CHECK(cublasCreate(&c->blas));
   LFS_CUDNN_CHECK(cudnnCreate(&c->dnn));
   c->tf32 = tf32_default();
-  /* "gemm": im2col + cuBLAS everywhere; "find": cuDNN algorithms by timing */
+  /* "gemm": im2col + cuBLAS everywhere; "find": cuDNN's deterministic algorithms
+   * by timing; "fastest": any algorithm by timing (runs may then differ in the
+   * last bits, as PyTorch's with cudnn.benchmark) */
   const char *conv = getenv("LFS_CUDA_CONV");
   c->conv_gemm = conv && !strcmp(conv, "gemm");
-  c->conv_find = conv && !strcmp(conv, "find");
+  c->conv_any = conv && !strcmp(conv, "fastest");
+  c->conv_find = c->conv_any || (conv && !strcmp(conv, "find"));
   apply_math_mode(c);
   cuda_backend.ops = &cuda_ops;
   cuda_backend.ctx = c;

@@ -2,8 +2,9 @@
  * gets a plan on first use: tensor, filter and convolution descriptors, and the
  * forward, backward-data and backward-filter algorithms cuDNN's heuristics rank
  * first among the deterministic ones whose workspace fits (LFS_CUDA_CONV=find:
- * the fastest of them by cuDNN's own timing, as cudnn.benchmark does), kept for
- * the life of the process. The
+ * the fastest of them by cuDNN's own timing; LFS_CUDA_CONV=fastest: the fastest
+ * of all, deterministic or not, as cudnn.benchmark does), kept for the life of
+ * the process. The
  * workspace is the context's, grown to the largest plan. Backward accumulates
  * (beta = 1), as every backward of the interface does. A geometry for which
  * cuDNN offers no algorithm, or every geometry under LFS_CUDA_CONV=gemm (or
@@ -73,7 +74,7 @@ static void make_descriptors(lfs_cuda_conv_plan *p, const lfs_conv_desc *d, int 
     for (int pass = 0; pass < 2 && chosen < 0; pass++)                                      \
       for (int i = 0; i < found && chosen < 0; i++)                                         \
         if (perf[i].status == CUDNN_STATUS_SUCCESS && perf[i].memory <= max_workspace &&    \
-            (pass == 1 || perf[i].determinism == CUDNN_DETERMINISTIC))                      \
+            (pass == 1 || c->conv_any || perf[i].determinism == CUDNN_DETERMINISTIC))       \
           chosen = i;                                                                       \
     if (chosen < 0) {                                                                       \
       ok = 0;                                                                               \

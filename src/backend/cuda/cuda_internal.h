@@ -33,6 +33,7 @@ typedef struct {
   int tf32;                 /* TF32 tensor-core math in GEMMs and convolutions */
   int conv_gemm;            /* convolutions as im2col + cuBLAS instead of cuDNN */
   int conv_find;            /* cuDNN algorithms chosen by timing, not heuristics */
+  int conv_any;             /* non-deterministic algorithms too (timed choice) */
   void *workspace;          /* cuDNN workspace, grown on demand */
   size_t workspace_bytes;
   double *reduce;           /* device scratch for per-channel partial sums */
