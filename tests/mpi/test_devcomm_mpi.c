@@ -1,8 +1,9 @@
 /* test_devcomm_mpi.c: the parts of device collectives (lfs/devcomm.h) that a
  * machine without a GPU can check, on 2 or more ranks:
- *  - lfs_devcomm_create refuses the cpu and cpu-staged backends, LFS_NCCL=0 and
- *    a group where one rank cannot, with the same reason on every rank (a rank
- *    that went on alone into NCCL's setup would hang);
+ *  - lfs_devcomm_create refuses the cpu and cpu-staged backends, LFS_NCCL=0, a
+ *    group where one rank cannot, and ranks of one node naming the same GPU,
+ *    with the same reason on every rank (a rank that went on alone into NCCL's
+ *    setup would hang);
  *  - the trainer's host paths on cpu-staged (what a GPU without NCCL takes)
  *    still equal the CPU backend bit for bit where test_cli_train does not look:
  *    without synchronised BN (rank 0's BN statistics shared), with gradient
@@ -61,6 +62,29 @@ static void expect_refusal(lfs_backend *be, const char *expect, const char *what
 static const lfs_backend_ops fake_cuda_ops = {.name = "cuda"};
 static lfs_backend fake_cuda = {.ops = &fake_cuda_ops, .ctx = NULL, .device = 0};
 
+/* Every rank on GPU 0 of one node: where NCCL loads, the distinct-GPU check
+ * refuses (on a GPU machine), or the PCI bus id is unknown (no driver, as on a
+ * build machine); otherwise the build or machine has no NCCL. */
+static void test_same_gpu(void) {
+  MPI_Comm node;
+  int node_size = 0;
+  MPI_Comm_split_type(MPI_COMM_WORLD, MPI_COMM_TYPE_SHARED, 0, MPI_INFO_NULL, &node);
+  MPI_Comm_size(node, &node_size);
+  MPI_Comm_free(&node);
+  int one_node = node_size == size, all_one = 0;
+  MPI_Allreduce(&one_node, &all_one, 1, MPI_INT, MPI_MIN, MPI_COMM_WORLD);
+  if (!all_one) return; /* ranks on several nodes could each have a GPU 0 */
+  char why[256] = "", msg[512];
+  lfs_devcomm *c = lfs_devcomm_create(&fake_cuda, MPI_COMM_WORLD, why, sizeof why);
+  const int named =
+      strstr(why, "share the GPU") || strstr(why, "cudaDeviceGetPCIBusId") || strstr(why, "NCCL");
+  snprintf(msg, sizeof msg, "all ranks on GPU 0: got %s, reason \"%s\"",
+           c ? "a communicator" : "NULL", why);
+  check(c == NULL && named, msg);
+  check(same_everywhere(why), "all ranks on GPU 0: the reason differs between ranks");
+  if (rank == 0) printf("all ranks on GPU 0: %s\n", why);
+}
+
 static void test_create(void) {
   expect_refusal(lfs_backend_cpu(), "cpu backend", "cpu");
   expect_refusal(lfs_backend_cpu_staged(), "cpu-staged backend", "cpu-staged");
@@ -81,6 +105,7 @@ static void test_create(void) {
            c ? "a communicator" : "NULL", why);
   check(c == NULL && named, msg);
   check(same_everywhere(why), "a group with one CPU rank: the reason differs between ranks");
+  test_same_gpu();
   const char *d = lfs_nccl_describe();
   snprintf(msg, sizeof msg, "lfs_nccl_describe() = \"%s\"", d);
   check(!strncmp(d, "NCCL ", 5), msg);
