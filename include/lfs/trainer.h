@@ -12,6 +12,7 @@
 
 #include "lfs/checkpoint.h"
 #include "lfs/config.h"
+#include "lfs/devcomm.h"
 #include "lfs/eval.h"
 #include "lfs/graph.h"
 #include "lfs/head.h"
@@ -30,8 +31,9 @@ typedef struct {
    * the host arrays (g.params.data, opt.velocity, w, dw, vw, dfeat). On a device
    * backend ("staged") the whole training state lives on the device and the host
    * arrays are copies made when something on the host needs them (collectives
-   * over several ranks, clipping, checkpoints, the winner's broadcast); `host` is
-   * then a view of g.params with host copies of data and grad. */
+   * over several ranks without NCCL, clipping, checkpoints, the winner's broadcast
+   * without NCCL); `host` is then a view of g.params with host copies of data and
+   * grad. Those copies are scratch: read them only right after a download. */
   struct {
     float *velocity, *w, *dw, *vw, *dfeat;
     float *x[2]; /* input batches: a step's copy fills the one the last step is not reading */
@@ -39,6 +41,16 @@ typedef struct {
   int x_slot; /* dev.x of the last step */
   lfs_params host;
   int staged;
+  /* Staged on several ranks: the group's device collectives (gradient mean, BN
+   * statistics), or NULL where there are none and they go through the host. */
+  lfs_devcomm *devcomm;
+  /* lfs_trainer_broadcast_state's device collectives over `comm`, made on its
+   * first call (tried: made or found unavailable). */
+  struct {
+    lfs_devcomm *dc;
+    MPI_Comm comm;
+    int tried;
+  } bcast;
   float *feat; /* staged: host copy of the embeddings [local_batch, D] */
   int D, K;
   lfs_head_cfg head;

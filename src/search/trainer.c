@@ -3,7 +3,9 @@
  * norm clipping of the backbone, SGD on backbone and head; verification on pair
  * sets; checkpoints. Layout: activations NCHW in the backend's memory; head,
  * optimizer state and (on a device backend) mirrors of the parameters on the
- * host. */
+ * host. On a device backend with NCCL (lfs/devcomm.h) the group's collectives
+ * and the winner's broadcast work on device memory; without it, through the
+ * host mirrors. */
 #include "lfs/trainer.h"
 
 #include <math.h>
@@ -173,6 +175,20 @@ static const float *features_on_host(lfs_trainer *t, const float *feat) {
   return t->feat;
 }
 
+/* Staged on several ranks: the group's collectives on the device where NCCL
+ * allows (collective over the group); rank 0 says which way they go. */
+static void open_group_devcomm(lfs_trainer *t) {
+  if (!t->staged || t->ranks < 2) return;
+  char why[256] = "";
+  t->devcomm = lfs_devcomm_create(t->g.be, t->comm, why, sizeof why);
+  if (t->devcomm)
+    lfs_info("gradients: averaged over %d ranks on the device (%s)", t->ranks, lfs_nccl_describe());
+  else if (!strcmp(t->g.be->ops->name, "cuda") && lfs_log_rank() == 0)
+    lfs_warn("gradients: averaged over %d ranks through the host (%s)", t->ranks, why);
+  else
+    lfs_info("gradients: averaged over %d ranks through the host (%s)", t->ranks, why);
+}
+
 static int build_model(lfs_trainer *t, const lfs_config *cfg, char *err, size_t errlen) {
   snprintf(t->arch, sizeof t->arch, "%s", lfs_config_string(cfg, "model.arch"));
   t->model = (lfs_model_cfg){.arch = t->arch,
@@ -229,10 +245,13 @@ int lfs_trainer_init(lfs_trainer *t, const lfs_config *cfg, int classes, int64_t
                (float)lfs_config_real(cfg, "optim.weight_decay"));
   if (!lfs_config_bool(cfg, "optim.decay_bn")) lfs_sgd_set_decay(&t->opt, &t->g.params, lfs_decay_weights_only, NULL);
   stage(t);
+  open_group_devcomm(t);
   return 0;
 }
 
 void lfs_trainer_free(lfs_trainer *t) {
+  lfs_devcomm_free(t->devcomm);
+  lfs_devcomm_free(t->bcast.dc);
   unstage(t);
   lfs_sgd_free(&t->opt);
   lfs_graph_free(&t->g);
@@ -250,25 +269,39 @@ static lfs_pass make_pass(lfs_trainer *t, int training) {
   return ps;
 }
 
-/* The gradients averaged over the group and the backbone's clipped: in place on
- * the CPU; staged, through the host, and only when there is a group or a clip. */
-static void exchange_gradients(lfs_trainer *t) {
+/* Staged: the group's mean on the device where there is a devcomm, otherwise
+ * through the host (only with a group); clipping needs the backbone's gradients
+ * on the host either way (the head is not clipped). */
+static void exchange_staged(lfs_trainer *t) {
   lfs_params *p = &t->host;
   lfs_backend *be = t->g.be;
   const size_t head = (size_t)t->K * t->D;
-  const int through_host = t->staged && (t->ranks > 1 || t->clip_norm > 0);
-  if (t->staged && !through_host) return;
-  if (through_host) {
-    be->ops->download(be, p->grad, t->g.params.grad, p->trainable_count);
-    be->ops->download(be, t->dw, t->dev.dw, head);
+  const int host_mean = t->ranks > 1 && !t->devcomm, clip = t->clip_norm > 0;
+  if (t->devcomm) {
+    lfs_devcomm_allreduce_mean(t->devcomm, t->g.params.grad, p->trainable_count);
+    lfs_devcomm_allreduce_mean(t->devcomm, t->dev.dw, head);
   }
-  lfs_allreduce_mean(p->grad, p->trainable_count, t->comm);
-  lfs_allreduce_mean(t->dw, head, t->comm);
-  if (t->clip_norm > 0) lfs_clip_grad_norm_params(p, t->clip_norm);
-  if (through_host) {
-    be->ops->upload(be, t->g.params.grad, p->grad, p->trainable_count);
+  if (!host_mean && !clip) return;
+  be->ops->download(be, p->grad, t->g.params.grad, p->trainable_count);
+  if (host_mean) {
+    be->ops->download(be, t->dw, t->dev.dw, head);
+    lfs_allreduce_mean(p->grad, p->trainable_count, t->comm);
+    lfs_allreduce_mean(t->dw, head, t->comm);
     be->ops->upload(be, t->dev.dw, t->dw, head);
   }
+  if (clip) lfs_clip_grad_norm_params(p, t->clip_norm);
+  be->ops->upload(be, t->g.params.grad, p->grad, p->trainable_count);
+}
+
+/* The gradients averaged over the group and the backbone's clipped, in place. */
+static void exchange_gradients(lfs_trainer *t) {
+  if (t->staged) {
+    exchange_staged(t);
+    return;
+  }
+  lfs_allreduce_mean(t->host.grad, t->host.trainable_count, t->comm);
+  lfs_allreduce_mean(t->dw, (size_t)t->K * t->D, t->comm);
+  if (t->clip_norm > 0) lfs_clip_grad_norm_params(&t->host, t->clip_norm);
 }
 
 /* Without synchronised BN every rank's running statistics follow its own slice;
@@ -280,6 +313,10 @@ static void share_bn_statistics(lfs_trainer *t) {
   lfs_backend *be = t->g.be;
   float *buffers = t->host.data + p->trainable_count;
   const size_t n = p->count - p->trainable_count;
+  if (t->devcomm) {
+    lfs_devcomm_broadcast(t->devcomm, p->data + p->trainable_count, n, 0);
+    return;
+  }
   be->ops->download(be, buffers, p->data + p->trainable_count, n);
   lfs_broadcast(buffers, n, 0, t->comm);
   be->ops->upload(be, p->data + p->trainable_count, buffers, n);
@@ -425,7 +462,37 @@ void lfs_trainer_state_unpack(lfs_trainer *t, const float *buf) {
   }
 }
 
+/* Staged: device collectives over comm for the state's broadcast, made on the
+ * first call (collective, like the broadcast) and kept; NULL: through the host.
+ * A call with another communicator replaces them. */
+static lfs_devcomm *broadcast_devcomm(lfs_trainer *t, MPI_Comm comm) {
+  int size = 1;
+  LFS_MPI_CHECK(MPI_Comm_size(comm, &size));
+  if (!t->staged || size < 2) return NULL;
+  if (t->bcast.tried && t->bcast.comm == comm) return t->bcast.dc;
+  lfs_devcomm_free(t->bcast.dc);
+  char why[256] = "";
+  t->bcast.dc = lfs_devcomm_create(t->g.be, comm, why, sizeof why);
+  t->bcast.comm = comm, t->bcast.tried = 1;
+  if (!t->bcast.dc && !strcmp(t->g.be->ops->name, "cuda"))
+    lfs_info("state broadcast over %d ranks: through the host (%s)", size, why);
+  return t->bcast.dc;
+}
+
+/* The device state's parts straight from root's device memory to everyone's.
+ * The host mirrors are scratch (trainer.h) and stay as they were. */
+static void broadcast_on_device(lfs_trainer *t, lfs_devcomm *dc, int root, MPI_Comm comm) {
+  const state_parts s = backend_parts(t);
+  for (int i = 0; i < 4; i++) lfs_devcomm_broadcast(dc, (float *)s.part[i], s.count[i], root);
+  LFS_MPI_CHECK(MPI_Bcast(&t->step, 1, MPI_INT64_T, root, comm));
+}
+
 void lfs_trainer_broadcast_state(lfs_trainer *t, int root, MPI_Comm comm) {
+  lfs_devcomm *dc = broadcast_devcomm(t, comm);
+  if (dc) {
+    broadcast_on_device(t, dc, root, comm);
+    return;
+  }
   pull_state(t);
   const lfs_params *p = &t->host;
   const size_t head = (size_t)t->K * t->D;

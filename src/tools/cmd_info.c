@@ -14,6 +14,7 @@
 #include "lfs/backend.h"
 #include "lfs/checkpoint.h"
 #include "lfs/dataset.h"
+#include "lfs/devcomm.h"
 #include "lfs/log.h"
 #include "lfs/models.h"
 #include "lfs/runlog.h"
@@ -29,6 +30,7 @@ static void print_build(void) {
 #else
   lfs_info("  CUDA backend : not built");
 #endif
+  lfs_info("  NCCL         : %s", lfs_nccl_describe());
   lfs_info("  GEMM         : %s", lfs_cpu_gemm_describe());
   lfs_info("  CPU kernels  : %s", lfs_cpu_isa_name());
   lfs_info("  HDF5         : %s", lfs_h5_library());

@@ -100,7 +100,7 @@ expect_count "notes.h5: not an HDF5 file" 1
 ok "under MPI a bad file is reported once, exit 2"
 
 run 0 "$LFSEARCH" info
-expect "CUDA backend :"; expect "MPI ranks    : 1"
+expect "CUDA backend :"; expect "NCCL         :"; expect "MPI ranks    : 1"
 run 0 "$LFSEARCH" info --help
 expect "FILE"
 run 2 "$LFSEARCH" info --bogus data/train.h5

@@ -1,7 +1,8 @@
 #!/bin/bash
 # device-check.sh: the checks that need a GPU, in one run that fits a short lease
 # (about 5 minutes on an H100/H200): the device query, the parity of every CUDA op
-# and of whole training passes with the CPU backend, a short search on synthetic
+# and of whole training passes with the CPU backend, NCCL's device collectives
+# (tests/gpu/test_nccl, one rank), a short search on synthetic
 # faces on the GPU and on the CPU, and `lfsearch bench --train` for r50, r100 and
 # mbf at batch 128, 112x112, TF32, beside PyTorch's step (bench/torch_step.py)
 # when PyTorch with CUDA is installed. The summary goes to SUMMARY_DIR/device-check.txt.
@@ -17,7 +18,7 @@
 #   LFS_BUILD=$PWD/_build-cuda LFS_CONFIGURE_FLAGS=--with-cuda bash jobs/setup.sh
 #   (cd _build-cuda && make check TESTS=)              # the test programs
 #   mkdir -p .device-debs && (cd .device-debs && apt-get download $(bash tests/gpu/device-check.sh --debs))
-#   bash tests/gpu/device-check.sh --slim .device-bin  # the three programs alone
+#   bash tests/gpu/device-check.sh --slim .device-bin  # the four programs alone
 # then on the GPU machine: LFS_BUILD=.device-bin LFS_PREBUILT=1 bash tests/gpu/device-check.sh
 # (LFS_DEVICE_ONLY=parity stops after the parity test, for a lease with little time left;
 # LFS_DEVICE_TORCH="r50" runs the PyTorch baseline for r50 alone).
@@ -25,7 +26,7 @@ set -uo pipefail
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
 BUILD=${LFS_BUILD:-$ROOT/_build-cuda}
 case $BUILD in /*) ;; *) BUILD=$ROOT/$BUILD ;; esac
-PROGRAMS="lfsearch tests/gpu/test_gpu_devices tests/gpu/test_cuda_parity"
+PROGRAMS="lfsearch tests/gpu/test_gpu_devices tests/gpu/test_cuda_parity tests/gpu/test_nccl"
 
 # --debs: the Debian packages holding every shared library the programs, Open
 # MPI's components and PMIx's plugins load, except the C library, the C++
@@ -61,7 +62,8 @@ nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.max.sm --format=c
 
 status=0
 STEP_LOG=$(mktemp /tmp/lfs-step.XXXXXX)
-# step NAME TIMEOUT_S COMMAND...: runs, prints its exit code and time, counts failures.
+# step NAME TIMEOUT_S COMMAND...: runs, prints its exit code and time, counts failures
+# (exit 77, a test's SKIP, counts as one unless SKIP_OK=1).
 step() {
   local name=$1 limit=$2 t0=$SECONDS
   shift 2
@@ -70,6 +72,7 @@ step() {
   timeout --kill-after=5 "$limit" "$@" 2>&1 | tee "$STEP_LOG"
   local rc=${PIPESTATUS[0]}
   echo "== $name: rc=$rc, $((SECONDS - t0)) s"
+  [ $rc = 77 ] && [ "${SKIP_OK:-0}" = 1 ] && { echo "== $name: skipped"; return 0; }
   if [ $rc != 0 ]; then
     status=1
     FAILED="${FAILED:-} $name"
@@ -94,11 +97,14 @@ if ls "$ROOT"/.device-debs/*.deb >/dev/null 2>&1; then
   LIBPATH=$L:$L/hdf5/openmpi:$L/openblas-pthread:$L/openmpi/lib:$SYS/lib/x86_64-linux-gnu
 fi
 # CUDA's libraries where the loader does not find them (cuDNN often lives in a
-# Python wheel; cuDNN loads NVRTC and nvJitLink for some of its engines).
+# Python wheel; cuDNN loads NVRTC and nvJitLink for some of its engines; NCCL,
+# which lfsearch opens itself at run time, comes with PyTorch's wheel as
+# nvidia/nccl/lib/libnccl.so.2).
+WHEELS=$(python3 -c 'import site; print(" ".join(site.getsitepackages()))' 2>/dev/null)
 for lib in $(LD_LIBRARY_PATH=$LIBPATH ldd "$BUILD/lfsearch" | awk '/not found/{print $1}') \
-           libnvrtc.so.13 libnvJitLink.so.13; do
+           libnvrtc.so.13 libnvJitLink.so.13 libnccl.so.2; do
   ldconfig -p | grep -q "^\s*$lib " && continue
-  hit=$(find /usr/local /usr/lib /opt -name "$lib" -print -quit 2>/dev/null)
+  hit=$(find /usr/local /usr/lib /opt $WHEELS -name "$lib" -print -quit 2>/dev/null)
   [ -n "$hit" ] && LIBPATH=$LIBPATH:$(dirname "$hit") && echo "using $hit"
 done
 LFS_ENV=(env LD_LIBRARY_PATH="$LIBPATH${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
@@ -123,6 +129,12 @@ if ! grep -q 'checks passed' "$STEP_LOG"; then
     timeout 120 "${LFS_ENV[@]}" compute-sanitizer --print-limit 5 "$BUILD/tests/gpu/test_cuda_parity" 2>&1 |
     grep -v '^ok' | tail -40
 fi
+
+# NCCL's mean and broadcast on device memory against the host's values. One
+# rank: the machine has one GPU, and multi-rank NCCL needs 2+ GPUs (one per
+# rank; with more ranks than GPUs the test skips). It skips, saying why, where
+# no libnccl.so.2 was found.
+SKIP_OK=1 step nccl 60 "${LFS_ENV[@]}" "$BUILD/tests/gpu/test_nccl"
 
 if [ "${LFS_DEVICE_ONLY:-}" = parity ]; then # a short lease: the correctness part alone
   echo "device-check (parity only): $([ $status = 0 ] && echo PASS || echo "FAIL:${FAILED:-}") in $((SECONDS - START)) s"
