@@ -24,6 +24,7 @@
 #include "lfs/philox.h"
 #include "lfs/runtime.h"
 #include "lfs/trainer.h"
+#include "train_steps.h"
 
 enum { BIG = (1 << 20) + 3, CLASSES = 10, SIDE = 16, LOCAL = 4, STEPS = 4 };
 
@@ -112,23 +113,7 @@ static lfs_config *trainer_config(void) {
   return cfg;
 }
 
-/* STEPS steps of t on data of `stream` (each rank its slice of the global batch). */
-static void train(lfs_trainer *t, uint32_t stream) {
-  const size_t image = 3 * SIDE * SIDE;
-  float *x = lfs_trainer_input_alloc(t);
-  int32_t *labels = malloc(sizeof(int32_t) * (size_t)t->local_batch);
-  for (int s = 0; s < STEPS; s++) {
-    const lfs_rng rng = lfs_rng_make(7, LFS_RNG_TEST, stream, (uint32_t)s);
-    const size_t first = (size_t)t->rank * t->local_batch;
-    for (size_t i = 0; i < (size_t)t->local_batch * image; i++)
-      x[i] = 2.0f * lfs_rng_uniform(&rng, first * image + i) - 1.0f;
-    for (int i = 0; i < t->local_batch; i++)
-      labels[i] = (int32_t)lfs_rng_below(&rng, 1000000 + first + i, CLASSES);
-    lfs_trainer_step(t, x, labels, NULL);
-  }
-  lfs_trainer_input_free(t, x);
-  free(labels);
-}
+static void train(lfs_trainer *t, uint32_t stream) { tu_train_steps(t, 7, stream, STEPS); }
 
 /* 1 if this rank's packed state equals root's bit for bit (collective). */
 static int same_as(const lfs_trainer *t, int root) {

@@ -24,6 +24,7 @@
 #include "lfs/philox.h"
 #include "lfs/runtime.h"
 #include "lfs/trainer.h"
+#include "train_steps.h"
 
 enum { CLASSES = 10, SIDE = 16, LOCAL = 2, STEPS = 5 };
 
@@ -134,22 +135,7 @@ static lfs_config *make_config(const char *backend) {
   return cfg;
 }
 
-/* STEPS steps on stream's data; each rank its slice of the group's batch. */
-static void train(lfs_trainer *t, uint32_t stream) {
-  const size_t image = 3 * SIDE * SIDE, first = (size_t)t->rank * t->local_batch;
-  float *x = lfs_trainer_input_alloc(t);
-  int32_t labels[64];
-  LFS_ASSERT(t->local_batch <= 64);
-  for (int s = 0; s < STEPS; s++) {
-    const lfs_rng rng = lfs_rng_make(11, LFS_RNG_TEST, stream, (uint32_t)s);
-    for (size_t i = 0; i < (size_t)t->local_batch * image; i++)
-      x[i] = 2.0f * lfs_rng_uniform(&rng, first * image + i) - 1.0f;
-    for (int i = 0; i < t->local_batch; i++)
-      labels[i] = (int32_t)lfs_rng_below(&rng, 1000000 + first + i, CLASSES);
-    lfs_trainer_step(t, x, labels, NULL);
-  }
-  lfs_trainer_input_free(t, x);
-}
+static void train(lfs_trainer *t, uint32_t stream) { tu_train_steps(t, 11, stream, STEPS); }
 
 static float *packed(const lfs_trainer *t) {
   float *buf = malloc(lfs_trainer_state_floats(t) * sizeof *buf);
