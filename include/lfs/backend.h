@@ -144,6 +144,18 @@ struct lfs_backend {
   int device; /* device ordinal, -1 for the host */
 };
 
+/* What the backend's next allocations are for ("the output and gradient of node
+ * 12 (conv2d layer1.0.conv1, 128x64x112x112)"), named when one fails for want of
+ * memory; set by the code that allocates, NULL to clear. One per process. */
+void lfs_backend_set_purpose(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+const char *lfs_backend_purpose(void);
+/* A backend's allocation of `bytes` failed: stops this rank with a user error
+ * (exit 2) naming the device, the size, `what` (NULL: the purpose above), the
+ * reason, and the memory left, and saying what needs less. */
+void lfs_backend_out_of_memory(const char *device, size_t bytes, const char *what,
+                               const char *reason, double free_mib, double total_mib)
+    __attribute__((noreturn));
+
 /* The CPU reference backend (always present). */
 lfs_backend *lfs_backend_cpu(void);
 /* The CPU kernels presented as a device (device 0), accepting only their own

@@ -2,8 +2,11 @@
  * CUDA entry points' stand-ins when CUDA is not built in. */
 #include "lfs/backend.h"
 
+#include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
+
+#include "lfs/log.h"
 
 #ifdef HAVE_CONFIG_H
 #include "config.h"
@@ -18,6 +21,27 @@ int lfs_conv_desc_init(lfs_conv_desc *d) {
   d->out_h = eff_h / d->stride + 1;
   d->out_w = eff_w / d->stride + 1;
   return 0;
+}
+
+static char purpose[320];
+
+void lfs_backend_set_purpose(const char *fmt, ...) {
+  purpose[0] = '\0';
+  if (!fmt) return;
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(purpose, sizeof purpose, fmt, ap);
+  va_end(ap);
+}
+
+const char *lfs_backend_purpose(void) { return purpose; }
+
+void lfs_backend_out_of_memory(const char *device, size_t bytes, const char *what,
+                               const char *reason, double free_mib, double total_mib) {
+  if (!what || !what[0]) what = purpose[0] ? purpose : "an allocation";
+  lfs_user_error_local("%s: cannot allocate %.1f MiB for %s: %s, %.1f of %.1f MiB free. A smaller "
+                       "batch per device ([data] batch_size, or more ranks) needs less memory",
+                       device, bytes / 1048576.0, what, reason, free_mib, total_mib);
 }
 
 lfs_backend *lfs_backend_get(const char *name) {

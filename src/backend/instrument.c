@@ -5,8 +5,9 @@
  * machine. "cpu-staged" is the CPU kernels behind a device ordinal with
  * checking on: callers then treat its memory as a GPU's (host mirrors,
  * explicit uploads and downloads), so the staging path of a GPU run is
- * exercised, and compared bit for bit with the CPU, without a GPU.
- * Profiling (LFS_PROFILE=1): the time of each op kind, measured between
+ * exercised, and compared bit for bit with the CPU, without a GPU; with
+ * LFS_STAGED_MEMORY_MIB its memory is that small, so that running out of
+ * device memory is exercised too. Profiling (LFS_PROFILE=1): the time of each op kind, measured between
  * synchronisations of the device, which `lfsearch bench --train` prints: a
  * step's cost by op, without a profiler. Layout: as lfs/backend.h. */
 #include <stdint.h>
@@ -46,6 +47,7 @@ typedef struct {
   int flags;
   allocation *live;
   int nlive, cap_live;
+  size_t live_bytes, limit_bytes; /* limit: LFS_STAGED_MEMORY_MIB (0: none) */
   double seconds[OP_COUNT];
   long calls[OP_COUNT];
 } instrumented;
@@ -94,13 +96,27 @@ static void end(lfs_backend *be, int op, double t0) {
     end(be, op, t0_);             \
   } while (0)
 
+/* A device's memory running out, where checking is on and a limit is set:
+ * the out-of-memory path of a GPU run, exercised on any machine. */
+static void check_limit(instrumented *w, size_t bytes) {
+  if (!w->limit_bytes || w->live_bytes + bytes <= w->limit_bytes) return;
+  char device[96];
+  snprintf(device, sizeof device, "%s (LFS_STAGED_MEMORY_MIB=%zu)", w->ops.name,
+           w->limit_bytes >> 20);
+  lfs_backend_out_of_memory(device, bytes, NULL, "out of memory",
+                            (double)(w->limit_bytes - w->live_bytes) / 1048576.0,
+                            (double)w->limit_bytes / 1048576.0);
+}
+
 static float *in_alloc(lfs_backend *be, size_t count) {
   instrumented *w = of(be);
   float *p = NULL;
+  if (w->flags & INSTRUMENT_CHECK) check_limit(w, (count ? count : 1) * sizeof(float));
   TIMED(OP_ALLOC, p = inner_ops(be)->alloc(inner_of(be), count));
   if (w->flags & INSTRUMENT_CHECK) {
     w->live = lfs_grow(w->live, w->nlive + 1, &w->cap_live, sizeof *w->live);
     w->live[w->nlive++] = (allocation){p, count ? count : 1};
+    w->live_bytes += (count ? count : 1) * sizeof(float);
   }
   return p;
 }
@@ -109,6 +125,7 @@ static float *in_alloc(lfs_backend *be, size_t count) {
 static int forget(instrumented *w, const float *p) {
   for (int i = 0; i < w->nlive; i++)
     if (w->live[i].p == p) {
+      w->live_bytes -= w->live[i].count * sizeof(float);
       w->live[i] = w->live[--w->nlive];
       return 1;
     }
@@ -335,10 +352,22 @@ static int profiling(void) {
 
 static instrumented staged, profiled;
 
+/* LFS_STAGED_MEMORY_MIB: cpu-staged's "device memory", unlimited when unset. */
+static size_t staged_limit(void) {
+  const char *e = getenv("LFS_STAGED_MEMORY_MIB");
+  char *end = NULL;
+  const unsigned long long mib = e && *e ? strtoull(e, &end, 10) : 0;
+  if (e && *e && (*end || mib == 0 || mib > (SIZE_MAX >> 20)))
+    lfs_user_error("LFS_STAGED_MEMORY_MIB=%s: expected a positive number of MiB", e);
+  return (size_t)mib << 20;
+}
+
 lfs_backend *lfs_backend_cpu_staged(void) {
-  if (!staged.inner)
+  if (!staged.inner) {
     instrument(&staged, lfs_backend_cpu(), "cpu-staged", 0,
                INSTRUMENT_CHECK | (profiling() ? INSTRUMENT_PROFILE : 0));
+    staged.limit_bytes = staged_limit();
+  }
   return &staged.be;
 }
 

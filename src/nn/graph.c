@@ -59,12 +59,22 @@ static int infer_shapes(lfs_graph *g, char *err, size_t errlen) {
   return 0;
 }
 
+/* Names node i's buffers for an out-of-memory message. */
+static void allocating_for(const lfs_graph *g, int i, const char *which) {
+  const lfs_layer *l = &g->nodes[i].layer;
+  char shape[64];
+  lfs_shape_format(l->out, shape, sizeof shape);
+  lfs_backend_set_purpose("%s of node %d (%s%s%s, output %s)", which, i, l->kind->kind,
+                          l->name[0] ? " " : "", l->name, shape);
+}
+
 static void allocate_buffers(lfs_graph *g, int want_input_grad) {
   lfs_backend *be = g->be;
   for (int i = 0; i < g->count; i++) {
     lfs_node *node = &g->nodes[i];
     lfs_layer *l = &node->layer;
     size_t saved = l->kind->saved(l);
+    allocating_for(g, i, "the saved state");
     if (saved) l->saved = be->ops->alloc(be, saved);
     /* a flatten of a node aliases that node's buffers; of the graph input it must own them */
     if (lfs_layer_is_flatten(l) && node->in[0] != LFS_GRAPH_INPUT) {
@@ -73,11 +83,14 @@ static void allocate_buffers(lfs_graph *g, int want_input_grad) {
       node->owns = 0;
       continue;
     }
+    allocating_for(g, i, "the output and its gradient");
     node->y = be->ops->alloc(be, lfs_shape_count(l->out));
     node->dy = be->ops->alloc(be, lfs_shape_count(l->out));
     node->owns = 1;
   }
+  lfs_backend_set_purpose("the gradient of the network's input");
   if (want_input_grad) g->dx = be->ops->alloc(be, lfs_shape_count(g->input));
+  lfs_backend_set_purpose(NULL);
 }
 
 int lfs_graph_build(lfs_graph *g, lfs_backend *be, lfs_shape input, int want_input_grad,

@@ -43,8 +43,10 @@ void lfs_params_finalize(lfs_params *p, lfs_backend *be) {
   }
   p->count = offset;
   p->be = be;
+  lfs_backend_set_purpose("the parameters and their gradients (%zu floats each)", p->count);
   p->data = be->ops->alloc(be, p->count);
   p->grad = be->ops->alloc(be, p->count);
+  lfs_backend_set_purpose(NULL);
   p->finalized = 1;
 }
 

@@ -101,11 +101,14 @@ static void stage(lfs_trainer *t) {
   t->host.grad = be->ops->host_alloc(be, p->trainable_count);
   be->ops->download(be, t->host.data, p->data, p->count);
   t->feat = be->ops->host_alloc(be, feat);
+  lfs_backend_set_purpose("the training state's device copies (input batches, momentum, the "
+                          "head's %d x %d class weights)", t->K, t->D);
   for (int i = 0; i < 2; i++) t->dev.x[i] = be->ops->alloc(be, lfs_shape_count(t->g.input));
   t->dev.dfeat = be->ops->alloc(be, feat);
   t->dev.velocity = be->ops->alloc(be, p->trainable_count);
   t->dev.w = be->ops->alloc(be, head), t->dev.dw = be->ops->alloc(be, head);
   t->dev.vw = be->ops->alloc(be, head);
+  lfs_backend_set_purpose(NULL);
   be->ops->upload(be, t->dev.w, t->w, head);
   be->ops->upload(be, t->dev.vw, t->vw, head);
   be->ops->upload(be, t->dev.velocity, t->opt.velocity, p->trainable_count);

@@ -96,6 +96,17 @@ for g in /model /optim /head; do
     fail "--device cpu-staged on 1 rank: $g differs from the CPU run"
 done
 ok "--device cpu-staged (the GPU's staging path on CPU kernels) equals the CPU run bit for bit, on 2 ranks and on 1"
+# A device too small for the batch (cpu-staged with 8 MiB of "device memory"),
+# resuming a finished run: exit 2 naming the allocation, the size and what is
+# free, and the run's files as they were.
+sum_before=$(cat one-staged/run.h5 one-staged/checkpoints/*.h5 | md5sum)
+LFS_STAGED_MEMORY_MIB=8 run 2 "$LFSEARCH" train -c t.ini --set run.out_dir=one-staged \
+  --set optim.epochs=2 --set model.dropout=0.2 --device cpu-staged --resume auto
+expect_re 'cpu-staged \(LFS_STAGED_MEMORY_MIB=8\): cannot allocate [0-9.]+ MiB for the output and its gradient of node [0-9]+ \(.*, output 40x'
+expect_re 'MiB free\. A smaller batch per device'
+[ "$(cat one-staged/run.h5 one-staged/checkpoints/*.h5 | md5sum)" = "$sum_before" ] ||
+  fail "out of device memory: the run's files changed"
+ok "out of device memory: exit 2 naming what was allocated and what is free; the run untouched"
 if ! "$LFSEARCH" info --devices 2>&1 | grep -q ': GPU [0-9]'; then
   run 2 "$LFSEARCH" train -c t.ini --set run.out_dir=gpu --device cuda
   expect "[run] backend = cuda: "; ok "--device cuda without a usable GPU: exit 2 with the reason"

@@ -14,18 +14,22 @@ void lfs_cuda_fail(const char *what, const char *error, const char *file, int li
 
 static lfs_cuda_ctx *ctx_of(lfs_backend *be) { return lfs_cuda_ctx_of(be); }
 
-/* Out of memory names the request and what the device has left. */
+void lfs_cuda_malloc(lfs_cuda_ctx *c, void **p, size_t bytes, const char *what) {
+  const cudaError_t rc = cudaMalloc(p, bytes);
+  if (rc == cudaSuccess) return;
+  (void)cudaGetLastError(); /* the failure is reported here, not by the next check */
+  size_t free_b = 0, total_b = 0;
+  cudaMemGetInfo(&free_b, &total_b);
+  char device[64];
+  snprintf(device, sizeof device, "GPU %d", c->device);
+  lfs_backend_out_of_memory(device, bytes, what, cudaGetErrorString(rc), free_b / 1048576.0,
+                            total_b / 1048576.0);
+}
+
 static float *cuda_alloc(lfs_backend *be, size_t count) {
   void *p = NULL;
   const size_t bytes = (count ? count : 1) * sizeof(float);
-  cudaError_t rc = cudaMalloc(&p, bytes);
-  if (rc != cudaSuccess) {
-    size_t free_b = 0, total_b = 0;
-    cudaMemGetInfo(&free_b, &total_b);
-    lfs_fatal("CUDA: cannot allocate %.1f MiB on GPU %d (%s; %.1f of %.1f MiB free)",
-              bytes / 1048576.0, ctx_of(be)->device, cudaGetErrorString(rc), free_b / 1048576.0,
-              total_b / 1048576.0);
-  }
+  lfs_cuda_malloc(ctx_of(be), &p, bytes, NULL);
   LFS_CUDA_CHECK(cudaMemset(p, 0, bytes));
   return (float *)p;
 }
@@ -77,13 +81,7 @@ void *lfs_cuda_workspace(lfs_cuda_ctx *c, size_t bytes) {
   if (c->workspace) LFS_CUDA_CHECK(cudaFree(c->workspace));
   c->workspace = NULL;
   c->workspace_bytes = 0;
-  cudaError_t rc = cudaMalloc(&c->workspace, bytes);
-  if (rc != cudaSuccess) {
-    size_t free_b = 0, total_b = 0;
-    cudaMemGetInfo(&free_b, &total_b);
-    lfs_fatal("CUDA: cannot allocate a %.1f MiB cuDNN workspace on GPU %d (%s; %.1f MiB free)",
-              bytes / 1048576.0, c->device, cudaGetErrorString(rc), free_b / 1048576.0);
-  }
+  lfs_cuda_malloc(c, &c->workspace, bytes, "the cuDNN workspace");
   c->workspace_bytes = bytes;
   return c->workspace;
 }
@@ -95,14 +93,7 @@ static double *grow_doubles(lfs_cuda_ctx *c, double **buf, size_t *have, size_t 
   if (*buf) LFS_CUDA_CHECK(cudaFree(*buf));
   *buf = NULL;
   *have = 0;
-  cudaError_t rc = cudaMalloc((void **)buf, count * sizeof(double));
-  if (rc != cudaSuccess) {
-    size_t free_b = 0, total_b = 0;
-    cudaMemGetInfo(&free_b, &total_b);
-    lfs_fatal("CUDA: cannot allocate %.1f MiB of %s on GPU %d (%s; %.1f MiB free)",
-              count * sizeof(double) / 1048576.0, what, c->device, cudaGetErrorString(rc),
-              free_b / 1048576.0);
-  }
+  lfs_cuda_malloc(c, (void **)buf, count * sizeof(double), what);
   *have = count;
   return *buf;
 }

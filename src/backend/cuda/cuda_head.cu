@@ -9,6 +9,7 @@
  * formulas are the CPU's, step for step, so the two agree to rounding; sums run
  * in another order. x, w, dx, dw are device memory; labels are host memory. */
 #include <math.h>
+#include <stdio.h>
 #include <string.h>
 
 #include "backend/cuda/cuda_internal.h"
@@ -317,14 +318,10 @@ static head_scratch scratch_for(lfs_cuda_ctx *c, int B, int D, int K) {
   if (bytes > c->head_bytes) {
     if (c->head_scratch) LFS_CUDA_CHECK(cudaFree(c->head_scratch));
     c->head_scratch = NULL;
-    cudaError_t rc = cudaMalloc(&c->head_scratch, bytes);
-    if (rc != cudaSuccess) {
-      size_t free_b = 0, total_b = 0;
-      cudaMemGetInfo(&free_b, &total_b);
-      lfs_fatal("CUDA: cannot allocate %.1f MiB for the margin head (B %d, D %d, %d classes) on GPU %d "
-                "(%s; %.1f MiB free)", bytes / 1048576.0, B, D, K, c->device, cudaGetErrorString(rc),
-                free_b / 1048576.0);
-    }
+    char what[128];
+    snprintf(what, sizeof what, "the margin head's scratch (batch %d, %d dimensions, %d classes)", B,
+             D, K);
+    lfs_cuda_malloc(c, &c->head_scratch, bytes, what);
     c->head_bytes = bytes;
   }
   head_scratch s;

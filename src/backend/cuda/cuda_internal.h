@@ -133,6 +133,9 @@ void lfs_cuda_channel_sums(lfs_cuda_ctx *ctx, double *out, int term, const float
                            const float *shift_x, const float *y, const float *shift_y, int n,
                            int c, int spatial);
 
+/* cudaMalloc; out of memory stops the rank naming `what` (NULL: the purpose
+ * set by lfs_backend_set_purpose), the size and the memory left. */
+void lfs_cuda_malloc(lfs_cuda_ctx *c, void **p, size_t bytes, const char *what);
 /* Device memory of at least `bytes` for cuDNN, owned by the context. */
 void *lfs_cuda_workspace(lfs_cuda_ctx *c, size_t bytes);
 /* Device scratch of `count` doubles: the partial sums of lfs_cuda_channel_sums,
