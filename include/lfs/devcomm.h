@@ -7,7 +7,10 @@
  * Assumptions: the backend runs all its work on one stream (CUDA: the legacy
  * default stream of be->device); each operation is queued there and waited for,
  * so callers see finished results, as with the host path. One GPU per rank:
- * NCCL refuses two ranks on one GPU, so such a group gets no communicator. */
+ * NCCL refuses two ranks on one GPU, so such a group gets no communicator.
+ * For tests, LFS_DEVCOMM=mpi gives cpu-staged (host memory behind a device
+ * ordinal) communicators whose collectives are MPI's on that memory, so that
+ * the callers' device paths run on any machine. */
 #ifndef LFS_DEVCOMM_H
 #define LFS_DEVCOMM_H
 

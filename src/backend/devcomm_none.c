@@ -15,17 +15,4 @@ lfs_devcomm *lfs_nccl_open(lfs_backend *be, MPI_Comm comm, char *why, size_t why
   return NULL;
 }
 
-/* Unreachable: there is no communicator to pass. */
-void lfs_devcomm_allreduce_mean(lfs_devcomm *c, float *buf, size_t count) {
-  (void)c, (void)buf, (void)count;
-  lfs_fatal("lfs_devcomm_allreduce_mean: this build has no NCCL");
-}
-
-void lfs_devcomm_broadcast(lfs_devcomm *c, float *buf, size_t count, int root) {
-  (void)c, (void)buf, (void)count, (void)root;
-  lfs_fatal("lfs_devcomm_broadcast: this build has no NCCL");
-}
-
-void lfs_devcomm_free(lfs_devcomm *c) { LFS_ASSERT(c == NULL); }
-
 const char *lfs_nccl_describe(void) { return "NCCL not built in"; }

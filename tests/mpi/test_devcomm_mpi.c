@@ -8,7 +8,9 @@
  *    still equal the CPU backend bit for bit where test_cli_train does not look:
  *    without synchronised BN (rank 0's BN statistics shared), with gradient
  *    clipping, and the winner's broadcast (lfs_trainer_broadcast_state) from the
- *    last rank, followed by a checkpoint written and read back.
+ *    last rank, followed by a checkpoint written and read back;
+ *  - the trainer's device-collective paths, with MPI standing in for NCCL on
+ *    cpu-staged (LFS_DEVCOMM=mpi), equal the CPU backend bit for bit too.
  * A stand-in backend named "cuda" (no ops) stands for a GPU rank: the checks
  * must decide before any op or NCCL call is made. */
 #include <mpi.h>
@@ -214,6 +216,34 @@ static void test_trainers(void) {
   for (size_t i = 0; i < sizeof all / sizeof *all; i++) lfs_trainer_free(all[i]);
 }
 
+/* The trainer's device-collective paths (gradient mean, BN statistics, the
+ * winner's broadcast) with MPI standing in for NCCL on cpu-staged
+ * (LFS_DEVCOMM=mpi): bit for bit the CPU backend's results. */
+static void test_stand_in(void) {
+  lfs_trainer cpu, dev, cpu_own, dev_own, fresh;
+  init(&cpu, "run.backend=cpu", MPI_COMM_WORLD);
+  init(&cpu_own, "run.backend=cpu", MPI_COMM_SELF);
+  setenv("LFS_DEVCOMM", "mpi", 1);
+  init(&dev, "run.backend=cpu-staged", MPI_COMM_WORLD);
+  init(&dev_own, "run.backend=cpu-staged", MPI_COMM_SELF);
+  check(dev.devcomm != NULL, "LFS_DEVCOMM=mpi: the group on cpu-staged has no device collectives");
+  train(&cpu, 1), train(&dev, 1);
+  expect_same_state(&dev, &cpu, "a group through device collectives against cpu");
+  train(&cpu_own, 2 + (uint32_t)rank), train(&dev_own, 2 + (uint32_t)rank);
+  cpu_own.step += rank, dev_own.step += rank;
+  lfs_trainer_broadcast_state(&cpu_own, size - 1, MPI_COMM_WORLD);
+  lfs_trainer_broadcast_state(&dev_own, size - 1, MPI_COMM_WORLD);
+  check(dev_own.bcast.dc != NULL, "LFS_DEVCOMM=mpi: the state broadcast went through the host");
+  expect_same_state(&dev_own, &cpu_own, "the winner's broadcast through device collectives");
+  train(&cpu_own, 9), train(&dev_own, 9); /* after a device broadcast, the host mirrors */
+  expect_same_state(&dev_own, &cpu_own, "training on after the device broadcast");
+  init(&fresh, "run.backend=cpu", MPI_COMM_SELF);
+  expect_checkpoint_roundtrip(&dev_own, &fresh, "a checkpoint after the device broadcast");
+  unsetenv("LFS_DEVCOMM");
+  lfs_trainer *all[] = {&cpu, &dev, &cpu_own, &dev_own, &fresh};
+  for (size_t i = 0; i < sizeof all / sizeof *all; i++) lfs_trainer_free(all[i]);
+}
+
 int main(int argc, char **argv) {
   lfs_runtime_init(&argc, &argv);
   MPI_Comm_rank(MPI_COMM_WORLD, &rank);
@@ -221,6 +251,7 @@ int main(int argc, char **argv) {
   lfs_log_set_level(LFS_LOG_QUIET);
   test_create();
   test_trainers();
+  test_stand_in();
   int total = 0;
   MPI_Allreduce(&failures, &total, 1, MPI_INT, MPI_SUM, MPI_COMM_WORLD);
   if (rank == 0)

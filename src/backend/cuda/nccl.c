@@ -23,10 +23,10 @@
 #define LFS_NCCL_LIBRARY "libnccl.so.2"
 #define LFS_NCCL_MIN_VERSION 21000 /* 2.10.0: ncclAvg */
 
-struct lfs_devcomm {
+/* lfs_devcomm.impl */
+typedef struct {
   ncclComm_t comm;
-  int ranks;
-};
+} nccl_group;
 
 /* The library and the functions this file calls. */
 static struct {
@@ -179,6 +179,26 @@ static int distinct_gpus(lfs_backend *be, MPI_Comm comm, int size, char *why, si
   return rc;
 }
 
+static void nccl_allreduce_mean(void *impl, float *buf, size_t count) {
+  const nccl_group *g = impl;
+  LFS_NCCL_CHECK(nccl.all_reduce(buf, buf, count, ncclFloat32, ncclAvg, g->comm, 0), g->comm);
+  LFS_NCCL_CUDA_CHECK(cudaStreamSynchronize(0));
+}
+
+static void nccl_broadcast(void *impl, float *buf, size_t count, int root) {
+  const nccl_group *g = impl;
+  LFS_NCCL_CHECK(nccl.broadcast(buf, buf, count, ncclFloat32, root, g->comm, 0), g->comm);
+  LFS_NCCL_CUDA_CHECK(cudaStreamSynchronize(0));
+}
+
+static void nccl_free(void *impl) {
+  nccl_group *g = impl;
+  LFS_NCCL_CHECK(nccl.comm_destroy(g->comm), NULL);
+  free(g);
+}
+
+static const lfs_devcomm_ops nccl_ops = {nccl_allreduce_mean, nccl_broadcast, nccl_free};
+
 lfs_devcomm *lfs_nccl_open(lfs_backend *be, MPI_Comm comm, char *why, size_t whylen) {
   int rank = 0, size = 1, current = -1;
   LFS_MPI_CHECK(MPI_Comm_rank(comm, &rank));
@@ -191,27 +211,7 @@ lfs_devcomm *lfs_nccl_open(lfs_backend *be, MPI_Comm comm, char *why, size_t why
   memset(&uid, 0, sizeof uid);
   if (rank == 0) LFS_NCCL_CHECK(nccl.get_unique_id(&uid), NULL);
   LFS_MPI_CHECK(MPI_Bcast(&uid, (int)sizeof uid, MPI_BYTE, 0, comm));
-  lfs_devcomm *c = lfs_calloc(1, sizeof *c);
-  c->ranks = size;
-  LFS_NCCL_CHECK(nccl.comm_init_rank(&c->comm, size, uid, rank), NULL);
-  return c;
-}
-
-void lfs_devcomm_allreduce_mean(lfs_devcomm *c, float *buf, size_t count) {
-  if (!count) return;
-  LFS_NCCL_CHECK(nccl.all_reduce(buf, buf, count, ncclFloat32, ncclAvg, c->comm, 0), c->comm);
-  LFS_NCCL_CUDA_CHECK(cudaStreamSynchronize(0));
-}
-
-void lfs_devcomm_broadcast(lfs_devcomm *c, float *buf, size_t count, int root) {
-  if (!count) return;
-  LFS_ASSERT(root >= 0 && root < c->ranks);
-  LFS_NCCL_CHECK(nccl.broadcast(buf, buf, count, ncclFloat32, root, c->comm, 0), c->comm);
-  LFS_NCCL_CUDA_CHECK(cudaStreamSynchronize(0));
-}
-
-void lfs_devcomm_free(lfs_devcomm *c) {
-  if (!c) return;
-  LFS_NCCL_CHECK(nccl.comm_destroy(c->comm), NULL);
-  free(c);
+  nccl_group *g = lfs_calloc(1, sizeof *g);
+  LFS_NCCL_CHECK(nccl.comm_init_rank(&g->comm, size, uid, rank), NULL);
+  return lfs_devcomm_make(&nccl_ops, g, size);
 }
