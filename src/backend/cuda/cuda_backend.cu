@@ -149,7 +149,20 @@ static void apply_math_mode(lfs_cuda_ctx *c) {
 /* LFS_CUDA_TF32=0 turns TF32 off (full float32 products) for the whole process. */
 static int tf32_default(void) {
   const char *e = getenv("LFS_CUDA_TF32");
+  if (e && *e && strcmp(e, "0") && strcmp(e, "1"))
+    lfs_warn("LFS_CUDA_TF32=%s is neither 0 nor 1: TF32 stays on", e);
   return !(e && !strcmp(e, "0"));
+}
+
+/* LFS_CUDA_CONV: "gemm", "find", "fastest", or unset (a typo is said, not ignored). */
+static void conv_choice(lfs_cuda_ctx *c) {
+  const char *conv = getenv("LFS_CUDA_CONV");
+  if (!conv || !*conv) return;
+  c->conv_gemm = !strcmp(conv, "gemm");
+  c->conv_any = !strcmp(conv, "fastest");
+  c->conv_find = c->conv_any || !strcmp(conv, "find");
+  if (!c->conv_gemm && !c->conv_find)
+    lfs_warn("LFS_CUDA_CONV=%s is not gemm, find or fastest: cuDNN's heuristics choose", conv);
 }
 
 static lfs_backend cuda_backend;
@@ -182,10 +195,7 @@ static int create(void) {
   /* "gemm": im2col + cuBLAS everywhere; "find": cuDNN's deterministic algorithms
    * by timing; "fastest": any algorithm by timing (runs may then differ in the
    * last bits, as PyTorch's with cudnn.benchmark) */
-  const char *conv = getenv("LFS_CUDA_CONV");
-  c->conv_gemm = conv && !strcmp(conv, "gemm");
-  c->conv_any = conv && !strcmp(conv, "fastest");
-  c->conv_find = c->conv_any || (conv && !strcmp(conv, "find"));
+  conv_choice(c);
   apply_math_mode(c);
   cuda_backend.ops = &cuda_ops;
   cuda_backend.ctx = c;
