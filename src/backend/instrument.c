@@ -7,9 +7,11 @@
  * explicit uploads and downloads), so the staging path of a GPU run is
  * exercised, and compared bit for bit with the CPU, without a GPU; with
  * LFS_STAGED_MEMORY_MIB its memory is that small, so that running out of
- * device memory is exercised too. Profiling (LFS_PROFILE=1): the time of each op kind, measured between
- * synchronisations of the device, which `lfsearch bench --train` prints: a
- * step's cost by op, without a profiler. Layout: as lfs/backend.h. */
+ * device memory is exercised too. Profiling (LFS_PROFILE=1): the time of each
+ * op kind, measured between synchronisations of the device, with the bandwidth
+ * and arithmetic rate it reaches, and the convolutions' time by geometry, which
+ * `lfsearch bench --train` prints: a step's cost by op, without a profiler.
+ * Layout: as lfs/backend.h. */
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -30,14 +32,21 @@ enum {
 static const char *const op_names[OP_COUNT] = {
     "alloc", "free", "upload", "upload (copy stream)", "download", "fill", "axpy",
     "conv2d forward", "conv2d backward", "batchnorm stats", "batchnorm apply",
-    "batchnorm grad terms", "batchnorm backward", "prelu forward", "prelu backward", "linear forward", "linear backward",
-    "add", "dropout forward", "dropout backward", "l2norm forward", "l2norm backward",
-    "margin head", "sgd step"};
+    "batchnorm grad terms", "batchnorm backward", "prelu forward", "prelu backward",
+    "linear forward", "linear backward", "add", "dropout forward", "dropout backward",
+    "l2norm forward", "l2norm backward", "margin head", "sgd step"};
 
 typedef struct {
   const float *p;
   size_t count;
 } allocation;
+
+/* One convolution geometry's share of the profile. */
+typedef struct {
+  lfs_conv_desc d;
+  double seconds[2], flops[2]; /* forward, backward */
+  long calls[2];
+} conv_time;
 
 /* One wrapped backend; its ops call `inner`'s with `inner`. */
 typedef struct {
@@ -50,6 +59,10 @@ typedef struct {
   size_t live_bytes, limit_bytes; /* limit: LFS_STAGED_MEMORY_MIB (0: none) */
   double seconds[OP_COUNT];
   long calls[OP_COUNT];
+  /* the bytes each op must read and write once, and its floating-point work */
+  double bytes[OP_COUNT], flops[OP_COUNT];
+  conv_time *convs;
+  int nconvs, cap_convs;
 } instrumented;
 
 static instrumented *of(lfs_backend *be) { return (instrumented *)be; }
@@ -80,21 +93,28 @@ static double begin(lfs_backend *be) {
   return lfs_now();
 }
 
-static void end(lfs_backend *be, int op, double t0) {
+/* The seconds since t0 (0 when not profiling), counted for op with its work. */
+static double end(lfs_backend *be, int op, double t0, double bytes, double flops) {
   instrumented *w = of(be);
-  if (!(w->flags & INSTRUMENT_PROFILE)) return;
+  if (!(w->flags & INSTRUMENT_PROFILE)) return 0.0;
   if (inner_ops(be)->synchronize) inner_ops(be)->synchronize(inner_of(be));
-  w->seconds[op] += lfs_now() - t0;
+  const double seconds = lfs_now() - t0;
+  w->seconds[op] += seconds;
   w->calls[op]++;
+  w->bytes[op] += bytes;
+  w->flops[op] += flops;
+  return seconds;
 }
 
-/* Runs `call` as op `op`, timed when profiling. */
-#define TIMED(op, call)           \
-  do {                            \
-    const double t0_ = begin(be); \
-    call;                         \
-    end(be, op, t0_);             \
+/* Runs `call` as op `op`, timed when profiling, with the bytes it must move
+ * (floats touched, times 4) and its floating-point operations. */
+#define TIMED_WORK(op, floats, flop, call)                                \
+  do {                                                                  \
+    const double t0_ = begin(be);                                       \
+    call;                                                               \
+    end(be, op, t0_, 4.0 * (double)(floats), (double)(flop));           \
   } while (0)
+#define TIMED(op, call) TIMED_WORK(op, 0, 0, call)
 
 /* A device's memory running out, where checking is on and a limit is set:
  * the out-of-memory path of a GPU run, exercised on any machine. */
@@ -142,27 +162,29 @@ static void in_free(lfs_backend *be, float *p) {
 
 static void in_upload(lfs_backend *be, float *dst, const float *src, size_t count) {
   CHECK(dst, count);
-  TIMED(OP_UPLOAD, inner_ops(be)->upload(inner_of(be), dst, src, count));
+  TIMED_WORK(OP_UPLOAD, count, 0, inner_ops(be)->upload(inner_of(be), dst, src, count));
 }
 
 static void in_upload_async(lfs_backend *be, float *dst, const float *src, size_t count) {
   CHECK(dst, count);
-  TIMED(OP_UPLOAD_ASYNC, inner_ops(be)->upload_async(inner_of(be), dst, src, count));
+  TIMED_WORK(OP_UPLOAD_ASYNC, count, 0,
+             inner_ops(be)->upload_async(inner_of(be), dst, src, count));
 }
 
 static void in_download(lfs_backend *be, float *dst, const float *src, size_t count) {
   CHECK(src, count);
-  TIMED(OP_DOWNLOAD, inner_ops(be)->download(inner_of(be), dst, src, count));
+  TIMED_WORK(OP_DOWNLOAD, count, 0, inner_ops(be)->download(inner_of(be), dst, src, count));
 }
 
 static void in_fill(lfs_backend *be, float *x, float value, size_t count) {
   CHECK(x, count);
-  TIMED(OP_FILL, inner_ops(be)->fill(inner_of(be), x, value, count));
+  TIMED_WORK(OP_FILL, count, 0, inner_ops(be)->fill(inner_of(be), x, value, count));
 }
 
 static void in_axpy(lfs_backend *be, float *y, float alpha, const float *x, size_t count) {
   CHECK(y, count), CHECK(x, count);
-  TIMED(OP_AXPY, inner_ops(be)->axpy(inner_of(be), y, alpha, x, count));
+  TIMED_WORK(OP_AXPY, 3 * count, 0,
+             inner_ops(be)->axpy(inner_of(be), y, alpha, x, count));
 }
 
 static size_t conv_in(const lfs_conv_desc *d) { return (size_t)d->n * d->in_c * d->in_h * d->in_w; }
@@ -173,11 +195,42 @@ static size_t conv_w(const lfs_conv_desc *d) {
   return (size_t)d->out_c * (d->in_c / d->groups) * d->kh * d->kw;
 }
 
+/* 2 x the multiply-adds of one pass (forward, backward data or backward filter). */
+static double conv_flops(const lfs_conv_desc *d) {
+  return 2.0 * (double)conv_out(d) * (d->in_c / d->groups) * d->kh * d->kw;
+}
+
+static int same_conv(const lfs_conv_desc *a, const lfs_conv_desc *b) {
+  return a->n == b->n && a->in_c == b->in_c && a->in_h == b->in_h && a->in_w == b->in_w &&
+         a->out_c == b->out_c && a->out_h == b->out_h && a->out_w == b->out_w && a->kh == b->kh &&
+         a->kw == b->kw && a->stride == b->stride && a->pad == b->pad && a->groups == b->groups &&
+         a->has_bias == b->has_bias;
+}
+
+/* Adds a timed pass (0 forward, 1 backward) to its geometry's row. */
+static void count_conv(lfs_backend *be, const lfs_conv_desc *d, int pass, double seconds,
+                       double flops) {
+  instrumented *w = of(be);
+  if (!(w->flags & INSTRUMENT_PROFILE)) return;
+  int i = 0;
+  while (i < w->nconvs && !same_conv(&w->convs[i].d, d)) i++;
+  if (i == w->nconvs) {
+    w->convs = lfs_grow(w->convs, w->nconvs, &w->cap_convs, sizeof *w->convs);
+    w->convs[w->nconvs++] = (conv_time){.d = *d}; /* a reset keeps the slots */
+  }
+  w->convs[i].seconds[pass] += seconds;
+  w->convs[i].flops[pass] += flops;
+  w->convs[i].calls[pass]++;
+}
+
 static void in_conv2d_forward(lfs_backend *be, const lfs_conv_desc *d, float *y, const float *x,
                               const float *w, const float *b) {
   CHECK(y, conv_out(d)), CHECK(x, conv_in(d)), CHECK(w, conv_w(d));
   if (d->has_bias) CHECK(b, (size_t)d->out_c);
-  TIMED(OP_CONV_FWD, inner_ops(be)->conv2d_forward(inner_of(be), d, y, x, w, b));
+  const double t0 = begin(be), flops = conv_flops(d);
+  inner_ops(be)->conv2d_forward(inner_of(be), d, y, x, w, b);
+  const double floats = (double)conv_in(d) + conv_out(d) + conv_w(d);
+  count_conv(be, d, 0, end(be, OP_CONV_FWD, t0, 4.0 * floats, flops), flops);
 }
 
 static void in_conv2d_backward(lfs_backend *be, const lfs_conv_desc *d, float *dx, float *dw,
@@ -185,7 +238,12 @@ static void in_conv2d_backward(lfs_backend *be, const lfs_conv_desc *d, float *d
   CHECK(dx, conv_in(d)), CHECK(dw, conv_w(d)), CHECK(dy, conv_out(d)), CHECK(x, conv_in(d));
   CHECK(w, conv_w(d));
   if (d->has_bias) CHECK(db, (size_t)d->out_c);
-  TIMED(OP_CONV_BWD, inner_ops(be)->conv2d_backward(inner_of(be), d, dx, dw, db, dy, x, w));
+  const double t0 = begin(be), flops = conv_flops(d) * ((dx != NULL) + (dw != NULL));
+  inner_ops(be)->conv2d_backward(inner_of(be), d, dx, dw, db, dy, x, w);
+  /* dy read; dx accumulated (read and written) from w; dw accumulated from x */
+  const double floats = (double)conv_out(d) + (dx ? 2.0 * conv_in(d) + conv_w(d) : 0.0) +
+                        (dw ? conv_in(d) + 2.0 * conv_w(d) : 0.0);
+  count_conv(be, d, 1, end(be, OP_CONV_BWD, t0, 4.0 * floats, flops), flops);
 }
 
 static size_t bn_count(const lfs_bn_desc *d) { return (size_t)d->n * d->c * d->spatial; }
@@ -197,8 +255,9 @@ static double in_batchnorm_stats(lfs_backend *be, const lfs_bn_desc *d,
   CHECK(mean, c), CHECK(invstd, c), CHECK(run_mean, c), CHECK(run_var, c);
   if (cfg->training) CHECK(x, bn_count(d));
   double count = 0.0;
-  TIMED(OP_BN_STATS, count = inner_ops(be)->batchnorm_stats(inner_of(be), d, cfg, mean, invstd,
-                                                            run_mean, run_var, x));
+  TIMED_WORK(OP_BN_STATS, cfg->training ? bn_count(d) : 0, 0,
+             count = inner_ops(be)->batchnorm_stats(inner_of(be), d, cfg, mean, invstd, run_mean,
+                                                    run_var, x));
   return count;
 }
 
@@ -208,8 +267,8 @@ static void in_batchnorm_apply(lfs_backend *be, const lfs_bn_desc *d, float *y, 
   const size_t c = (size_t)d->c;
   CHECK(y, bn_count(d)), CHECK(x, bn_count(d)), CHECK(mean, c), CHECK(invstd, c);
   CHECK(gamma, c), CHECK(beta, c);
-  TIMED(OP_BN_APPLY,
-        inner_ops(be)->batchnorm_apply(inner_of(be), d, y, x, mean, invstd, gamma, beta));
+  TIMED_WORK(OP_BN_APPLY, 2 * bn_count(d), 0,
+             inner_ops(be)->batchnorm_apply(inner_of(be), d, y, x, mean, invstd, gamma, beta));
 }
 
 static void in_batchnorm_grad_terms(lfs_backend *be, const lfs_bn_desc *d,
@@ -220,9 +279,9 @@ static void in_batchnorm_grad_terms(lfs_backend *be, const lfs_bn_desc *d,
   const size_t c = (size_t)d->c;
   CHECK(dgamma, c), CHECK(dbeta, c), CHECK(mean_dy, c), CHECK(mean_dy_xhat, c);
   CHECK(dy, bn_count(d)), CHECK(x, bn_count(d)), CHECK(mean, c), CHECK(invstd, c);
-  TIMED(OP_BN_GRAD_TERMS,
-        inner_ops(be)->batchnorm_grad_terms(inner_of(be), d, cfg, count, dgamma, dbeta, mean_dy,
-                                            mean_dy_xhat, dy, x, mean, invstd));
+  TIMED_WORK(OP_BN_GRAD_TERMS, 2 * bn_count(d), 0,
+             inner_ops(be)->batchnorm_grad_terms(inner_of(be), d, cfg, count, dgamma, dbeta,
+                                                 mean_dy, mean_dy_xhat, dy, x, mean, invstd));
 }
 
 static void in_batchnorm_backward_apply(lfs_backend *be, const lfs_bn_desc *d, float *dx,
@@ -232,15 +291,17 @@ static void in_batchnorm_backward_apply(lfs_backend *be, const lfs_bn_desc *d, f
   const size_t c = (size_t)d->c;
   CHECK(dx, bn_count(d)), CHECK(dy, bn_count(d)), CHECK(x, bn_count(d)), CHECK(gamma, c);
   CHECK(mean, c), CHECK(invstd, c), CHECK(mean_dy, c), CHECK(mean_dy_xhat, c);
-  TIMED(OP_BN_BWD, inner_ops(be)->batchnorm_backward_apply(inner_of(be), d, dx, dy, x, gamma, mean,
-                                                           invstd, mean_dy, mean_dy_xhat));
+  TIMED_WORK(OP_BN_BWD, 4 * bn_count(d), 0,
+             inner_ops(be)->batchnorm_backward_apply(inner_of(be), d, dx, dy, x, gamma, mean,
+                                                     invstd, mean_dy, mean_dy_xhat));
 }
 
 static void in_prelu_forward(lfs_backend *be, int n, int c, int spatial, float *y, const float *x,
                              const float *alpha) {
   const size_t count = (size_t)n * c * spatial;
   CHECK(y, count), CHECK(x, count), CHECK(alpha, (size_t)c);
-  TIMED(OP_PRELU_FWD, inner_ops(be)->prelu_forward(inner_of(be), n, c, spatial, y, x, alpha));
+  TIMED_WORK(OP_PRELU_FWD, 2 * count, 0,
+             inner_ops(be)->prelu_forward(inner_of(be), n, c, spatial, y, x, alpha));
 }
 
 static void in_prelu_backward(lfs_backend *be, int n, int c, int spatial, float *dx, float *dalpha,
@@ -248,56 +309,61 @@ static void in_prelu_backward(lfs_backend *be, int n, int c, int spatial, float 
   const size_t count = (size_t)n * c * spatial;
   CHECK(dx, count), CHECK(dalpha, (size_t)c), CHECK(dy, count), CHECK(x, count);
   CHECK(alpha, (size_t)c);
-  TIMED(OP_PRELU_BWD,
-        inner_ops(be)->prelu_backward(inner_of(be), n, c, spatial, dx, dalpha, dy, x, alpha));
+  TIMED_WORK(OP_PRELU_BWD, (dx ? 4 : 2) * count, 0,
+             inner_ops(be)->prelu_backward(inner_of(be), n, c, spatial, dx, dalpha, dy, x, alpha));
 }
 
 static void in_linear_forward(lfs_backend *be, int n, int in, int out, float *y, const float *x,
                               const float *w, const float *b) {
   CHECK(y, (size_t)n * out), CHECK(x, (size_t)n * in), CHECK(w, (size_t)out * in);
   CHECK(b, (size_t)out);
-  TIMED(OP_LINEAR_FWD, inner_ops(be)->linear_forward(inner_of(be), n, in, out, y, x, w, b));
+  TIMED_WORK(OP_LINEAR_FWD, (size_t)n * (in + out) + (size_t)out * in, 2.0 * n * in * out,
+             inner_ops(be)->linear_forward(inner_of(be), n, in, out, y, x, w, b));
 }
 
 static void in_linear_backward(lfs_backend *be, int n, int in, int out, float *dx, float *dw,
                                float *db, const float *dy, const float *x, const float *w) {
   CHECK(dx, (size_t)n * in), CHECK(dw, (size_t)out * in), CHECK(db, (size_t)out);
   CHECK(dy, (size_t)n * out), CHECK(x, (size_t)n * in), CHECK(w, (size_t)out * in);
-  TIMED(OP_LINEAR_BWD,
-        inner_ops(be)->linear_backward(inner_of(be), n, in, out, dx, dw, db, dy, x, w));
+  TIMED_WORK(OP_LINEAR_BWD, 2 * ((size_t)n * (in + out) + (size_t)out * in),
+             2.0 * n * in * out * ((dx != NULL) + (dw != NULL)),
+             inner_ops(be)->linear_backward(inner_of(be), n, in, out, dx, dw, db, dy, x, w));
 }
 
 static void in_add_forward(lfs_backend *be, float *y, const float *a, const float *b,
                            size_t count) {
   CHECK(y, count), CHECK(a, count), CHECK(b, count);
-  TIMED(OP_ADD, inner_ops(be)->add_forward(inner_of(be), y, a, b, count));
+  TIMED_WORK(OP_ADD, 3 * count, 0, inner_ops(be)->add_forward(inner_of(be), y, a, b, count));
 }
 
 static void in_dropout_forward(lfs_backend *be, float *y, const float *x, size_t count, float p,
                                const lfs_rng *rng) {
   CHECK(y, count), CHECK(x, count);
-  TIMED(OP_DROPOUT_FWD, inner_ops(be)->dropout_forward(inner_of(be), y, x, count, p, rng));
+  TIMED_WORK(OP_DROPOUT_FWD, 2 * count, 0,
+             inner_ops(be)->dropout_forward(inner_of(be), y, x, count, p, rng));
 }
 
 static void in_dropout_backward(lfs_backend *be, float *dx, const float *dy, size_t count, float p,
                                 const lfs_rng *rng) {
   CHECK(dx, count), CHECK(dy, count);
-  TIMED(OP_DROPOUT_BWD, inner_ops(be)->dropout_backward(inner_of(be), dx, dy, count, p, rng));
+  TIMED_WORK(OP_DROPOUT_BWD, 3 * count, 0,
+             inner_ops(be)->dropout_backward(inner_of(be), dx, dy, count, p, rng));
 }
 
 static void in_l2norm_forward(lfs_backend *be, int rows, int cols, float eps, float *y,
                               float *norms, const float *x) {
   const size_t count = (size_t)rows * cols;
   CHECK(y, count), CHECK(norms, (size_t)rows), CHECK(x, count);
-  TIMED(OP_L2NORM_FWD, inner_ops(be)->l2norm_forward(inner_of(be), rows, cols, eps, y, norms, x));
+  TIMED_WORK(OP_L2NORM_FWD, 2 * count, 0,
+             inner_ops(be)->l2norm_forward(inner_of(be), rows, cols, eps, y, norms, x));
 }
 
 static void in_l2norm_backward(lfs_backend *be, int rows, int cols, float eps, float *dx,
                                const float *dy, const float *y, const float *norms) {
   const size_t count = (size_t)rows * cols;
   CHECK(dx, count), CHECK(dy, count), CHECK(y, count), CHECK(norms, (size_t)rows);
-  TIMED(OP_L2NORM_BWD,
-        inner_ops(be)->l2norm_backward(inner_of(be), rows, cols, eps, dx, dy, y, norms));
+  TIMED_WORK(OP_L2NORM_BWD, 4 * count, 0,
+             inner_ops(be)->l2norm_backward(inner_of(be), rows, cols, eps, dx, dy, y, norms));
 }
 
 static double in_head_loss(lfs_backend *be, const lfs_head_cfg *cfg, int B, int D, int K, float *dx,
@@ -306,15 +372,18 @@ static double in_head_loss(lfs_backend *be, const lfs_head_cfg *cfg, int B, int 
   CHECK(dx, (size_t)B * D), CHECK(dw, (size_t)K * D), CHECK(x, (size_t)B * D);
   CHECK(w, (size_t)K * D);
   double loss = 0.0;
-  TIMED(OP_HEAD,
-        loss = inner_ops(be)->head_loss(inner_of(be), cfg, B, D, K, dx, dw, stats, x, w, labels));
+  /* the class matrix read and its gradient written; three B x D x K products */
+  TIMED_WORK(OP_HEAD, 3 * (size_t)K * D, 6.0 * B * D * K,
+             loss = inner_ops(be)->head_loss(inner_of(be), cfg, B, D, K, dx, dw, stats, x, w,
+                                             labels));
   return loss;
 }
 
 static void in_sgd_step(lfs_backend *be, float *w, float *v, const float *g, size_t n, float lr,
                         float momentum, float weight_decay) {
   CHECK(w, n), CHECK(v, n), CHECK(g, n);
-  TIMED(OP_SGD, inner_ops(be)->sgd_step(inner_of(be), w, v, g, n, lr, momentum, weight_decay));
+  TIMED_WORK(OP_SGD, 5 * n, 0,
+             inner_ops(be)->sgd_step(inner_of(be), w, v, g, n, lr, momentum, weight_decay));
 }
 
 /* Fills w as the wrapper of `inner`, named `name`, with device ordinal `device`. */
@@ -393,6 +462,62 @@ void lfs_backend_profile_reset(void) {
   if (!w) return;
   memset(w->seconds, 0, sizeof w->seconds);
   memset(w->calls, 0, sizeof w->calls);
+  memset(w->bytes, 0, sizeof w->bytes);
+  memset(w->flops, 0, sizeof w->flops);
+  w->nconvs = 0;
+}
+
+/* A report line without the blanks an empty last column leaves. */
+static void emit(char *line, void (*out)(const char *line, void *user), void *user) {
+  size_t n = strlen(line);
+  while (n > 0 && line[n - 1] == ' ') line[--n] = '\0';
+  out(line, user);
+}
+
+/* "  12.3" when there is work to divide, else blanks of the same width. */
+static const char *rate(char *buf, size_t len, double work, double seconds, double unit) {
+  if (work > 0.0 && seconds > 0.0)
+    snprintf(buf, len, "%8.1f", work / seconds / unit);
+  else
+    snprintf(buf, len, "%8s", "");
+  return buf;
+}
+
+static double conv_seconds(const conv_time *c) { return c->seconds[0] + c->seconds[1]; }
+
+static int slower_first(const void *a, const void *b) {
+  const double x = conv_seconds(a), y = conv_seconds(b);
+  return (x < y) - (x > y);
+}
+
+/* The convolutions' time by geometry, slowest first (at most `rows`), with the
+ * TFLOP/s each pass reaches: where convolutions stand against the device's peak. */
+static void report_convs(const instrumented *w, long steps, int rows,
+                         void (*out)(const char *line, void *user), void *user) {
+  if (!w->nconvs) return;
+  conv_time *sorted = lfs_malloc(sizeof *sorted * (size_t)w->nconvs);
+  memcpy(sorted, w->convs, sizeof *sorted * (size_t)w->nconvs);
+  qsort(sorted, (size_t)w->nconvs, sizeof *sorted, slower_first);
+  char line[200], geometry[96], f[16], b[16];
+  snprintf(line, sizeof line, "  %-38s %10s %8s %10s %8s", "convolution (input -> output)",
+           "fwd ms", "TFLOP/s", "bwd ms", "TFLOP/s");
+  emit(line, out, user);
+  for (int i = 0; i < w->nconvs && i < rows; i++) {
+    const conv_time *c = &sorted[i];
+    snprintf(geometry, sizeof geometry, "%dx%dx%dx%d -> %d, %dx%d/%d%s", c->d.n, c->d.in_c,
+             c->d.in_h, c->d.in_w, c->d.out_c, c->d.kh, c->d.kw, c->d.stride,
+             c->d.groups > 1 ? " grouped" : "");
+    snprintf(line, sizeof line, "  %-38s %10.3f %s %10.3f %s", geometry,
+             c->seconds[0] * 1e3 / steps, rate(f, sizeof f, c->flops[0], c->seconds[0], 1e12),
+             c->seconds[1] * 1e3 / steps, rate(b, sizeof b, c->flops[1], c->seconds[1], 1e12));
+    emit(line, out, user);
+  }
+  if (w->nconvs > rows) {
+    snprintf(line, sizeof line, "  (%d more geometr%s)", w->nconvs - rows,
+             w->nconvs - rows == 1 ? "y" : "ies");
+    emit(line, out, user);
+  }
+  free(sorted);
 }
 
 int lfs_backend_profile_report(long steps, void (*out)(const char *line, void *user), void *user) {
@@ -400,18 +525,22 @@ int lfs_backend_profile_report(long steps, void (*out)(const char *line, void *u
   if (!w || steps <= 0) return 0;
   double total = 0.0;
   for (int op = 0; op < OP_COUNT; op++) total += w->seconds[op];
-  char line[160];
-  snprintf(line, sizeof line, "  %-22s %9s %11s %7s", "op (LFS_PROFILE)", "calls/step", "ms/step",
-           "share");
-  out(line, user);
+  char line[200], gbs[16], tfs[16];
+  snprintf(line, sizeof line, "  %-22s %9s %11s %7s %8s %8s", "op (LFS_PROFILE)", "calls/step",
+           "ms/step", "share", "GB/s", "TFLOP/s");
+  emit(line, out, user);
   for (int op = 0; op < OP_COUNT; op++) {
     if (!w->calls[op]) continue;
-    snprintf(line, sizeof line, "  %-22s %10.1f %11.3f %6.1f%%", op_names[op],
+    snprintf(line, sizeof line, "  %-22s %10.1f %11.3f %6.1f%% %s %s", op_names[op],
              (double)w->calls[op] / steps, w->seconds[op] * 1e3 / steps,
-             total > 0.0 ? 100.0 * w->seconds[op] / total : 0.0);
-    out(line, user);
+             total > 0.0 ? 100.0 * w->seconds[op] / total : 0.0,
+             rate(gbs, sizeof gbs, w->bytes[op], w->seconds[op], 1e9),
+             rate(tfs, sizeof tfs, w->flops[op], w->seconds[op], 1e12));
+    emit(line, out, user);
   }
   snprintf(line, sizeof line, "  %-22s %10s %11.3f", "all ops", "", total * 1e3 / steps);
-  out(line, user);
+  emit(line, out, user);
+  out("  (GB/s: the bytes each op must read and write once, over its time)", user);
+  report_convs(w, steps, 12, out, user);
   return 1;
 }

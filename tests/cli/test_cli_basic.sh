@@ -47,10 +47,14 @@ expect "train step: tiny at 16x16, global batch 4 over 1 ranks, 10 classes"
 expect_re '^  tiny +1 +[0-9.]+ +[0-9.]+ +[0-9.]+$'; expect_re '^  tiny +2 +[0-9.]+ +[0-9.]+ +[0-9.]+$'
 ok "bench --train times whole training steps (images/s, ms/step, TFLOP/s)"
 LFS_PROFILE=1 run 0 "$LFSEARCH" bench --train tiny --size 16 --batch 4 --classes 10 --steps 2 --reps 1 --threads 1
-expect_re '^  op \(LFS_PROFILE\) +calls/step +ms/step +share$'
-expect_re '^  conv2d forward +[0-9]+\.0 +[0-9.]+ +[0-9.]+%$'; expect_re '^  margin head +1\.0 +[0-9.]+ +[0-9.]+%$'
-expect_re '^  sgd step +[0-9.]+ +[0-9.]+ +[0-9.]+%$'; expect_re '^  all ops +[0-9.]+$'
-ok "LFS_PROFILE=1: bench --train prints the step's time by backend op"
+expect_re '^  op \(LFS_PROFILE\) +calls/step +ms/step +share +GB/s +TFLOP/s$'
+expect_re '^  conv2d forward +[0-9]+\.0 +[0-9.]+ +[0-9.]+% +[0-9.]+ +[0-9.]+$'
+expect_re '^  margin head +1\.0 +[0-9.]+ +[0-9.]+% +[0-9.]+ +[0-9.]+$'
+expect_re '^  sgd step +[0-9.]+ +[0-9.]+ +[0-9.]+% +[0-9.]+$'; expect_re '^  all ops +[0-9.]+$'
+# the convolutions by geometry: tiny's first layer, 3 -> 16 channels at 16x16
+expect_re '^  convolution \(input -> output\) +fwd ms +TFLOP/s +bwd ms +TFLOP/s$'
+expect_re '^  4x3x16x16 -> 16, 3x3/1 +[0-9.]+ +[0-9.]+ +[0-9.]+ +[0-9.]+$'
+ok "LFS_PROFILE=1: bench --train prints the step's time by backend op (GB/s, TFLOP/s) and by convolution"
 run 2 "$LFSEARCH" bench --train r7
 expect 'model.arch'; expect '"r7"'; ok "bench --train names a bad model"
 run 2 "$LFSEARCH" bench --threads 0

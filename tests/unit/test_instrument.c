@@ -8,6 +8,7 @@
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -125,8 +126,55 @@ static void test_profile_counts_every_call(void **state) {
   assert_non_null(strstr(r.text, "download                      0.5"));
   assert_null(strstr(r.text, "alloc"));
   assert_non_null(strstr(r.text, "all ops"));
+  assert_null(strstr(r.text, "convolution")); /* none ran */
   be->ops->free(be, x);
   be->ops->free(be, y);
+  unsetenv("LFS_PROFILE");
+}
+
+/* A fill's rate from the bytes it writes and its time; each convolution
+ * geometry gets a row (slowest first) with its passes' time and FLOP rate. */
+static void test_profile_rates_and_convolutions(void **state) {
+  (void)state;
+  setenv("LFS_PROFILE", "1", 1);
+  lfs_backend *be = lfs_backend_profiled(lfs_backend_cpu());
+  lfs_conv_desc big = {.n = 2, .in_c = 8, .in_h = 24, .in_w = 24, .out_c = 16, .kh = 3, .kw = 3,
+                       .stride = 1, .pad = 1, .groups = 1};
+  lfs_conv_desc small = {.n = 2, .in_c = 4, .in_h = 6, .in_w = 6, .out_c = 4, .kh = 1, .kw = 1,
+                         .stride = 2, .pad = 0, .groups = 1};
+  assert_int_equal(lfs_conv_desc_init(&big), 0);
+  assert_int_equal(lfs_conv_desc_init(&small), 0);
+  float *buf = be->ops->alloc(be, 1 << 16), *w = be->ops->alloc(be, 1 << 12);
+  float *big_fill = be->ops->alloc(be, 1 << 22); /* 16 MiB: a time the report resolves */
+  lfs_backend_profile_reset();
+  be->ops->fill(be, big_fill, 0.5f, 1 << 22);
+  for (int i = 0; i < 2; i++) {
+    be->ops->conv2d_forward(be, &small, buf + 30000, buf, w, NULL);
+    be->ops->conv2d_forward(be, &big, buf + 30000, buf, w, NULL);
+  }
+  be->ops->conv2d_backward(be, &big, buf + 50000, w + 2000, NULL, buf + 30000, buf, w);
+  report r = {""};
+  assert_int_equal(lfs_backend_profile_report(1, collect, &r), 1);
+  double ms = 0, gbs = 0;
+  const char *fill = strstr(r.text, "  fill ");
+  assert_non_null(fill);
+  assert_int_equal(sscanf(fill, "  fill %*f %lf %*f%% %lf", &ms, &gbs), 2);
+  /* 2^22 floats written */
+  assert_true(ms > 0 && fabs(gbs - 4.0 * 4194304 / (ms * 1e-3) / 1e9) <= 0.02 * gbs + 0.1);
+  const char *head = strstr(r.text, "convolution (input -> output)");
+  const char *row_big = strstr(r.text, "  2x8x24x24 -> 16, 3x3/1 ");
+  const char *row_small = strstr(r.text, "  2x4x6x6 -> 4, 1x1/2 ");
+  assert_non_null(head);
+  assert_non_null(row_big);
+  assert_non_null(row_small);
+  assert_true(head < row_big && row_big < row_small); /* the slower one first */
+  double fwd = 0, fwd_rate = 0, bwd = 0, bwd_rate = 0;
+  assert_int_equal(sscanf(row_big + strlen("  2x8x24x24 -> 16, 3x3/1 "), "%lf %lf %lf %lf", &fwd,
+                          &fwd_rate, &bwd, &bwd_rate), 4);
+  assert_true(fwd > 0 && bwd > 0 && fwd_rate >= 0 && bwd_rate >= 0);
+  be->ops->free(be, buf);
+  be->ops->free(be, w);
+  be->ops->free(be, big_fill);
   unsetenv("LFS_PROFILE");
 }
 
@@ -135,6 +183,7 @@ int main(void) {
       cmocka_unit_test(test_staged_equals_cpu),
       cmocka_unit_test(test_staged_stops_on_foreign_memory),
       cmocka_unit_test(test_profile_counts_every_call),
+      cmocka_unit_test(test_profile_rates_and_convolutions),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
