@@ -25,6 +25,8 @@ typedef struct {
 
 /* Fills out_h/out_w; returns -1 if the geometry is impossible. */
 int lfs_conv_desc_init(lfs_conv_desc *d);
+/* 1 if a and b are the same convolution (every field equal). */
+int lfs_conv_desc_same(const lfs_conv_desc *a, const lfs_conv_desc *b);
 
 typedef struct {
   int n, c, spatial; /* input viewed as [n, c, spatial] (spatial = H*W, 1 for BN1d) */

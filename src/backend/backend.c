@@ -44,6 +44,13 @@ void lfs_backend_out_of_memory(const char *device, size_t bytes, const char *wha
                        device, bytes / 1048576.0, what, reason, free_mib, total_mib);
 }
 
+int lfs_conv_desc_same(const lfs_conv_desc *a, const lfs_conv_desc *b) {
+  return a->n == b->n && a->in_c == b->in_c && a->in_h == b->in_h && a->in_w == b->in_w &&
+         a->out_c == b->out_c && a->out_h == b->out_h && a->out_w == b->out_w && a->kh == b->kh &&
+         a->kw == b->kw && a->stride == b->stride && a->pad == b->pad && a->groups == b->groups &&
+         a->has_bias == b->has_bias;
+}
+
 lfs_backend *lfs_backend_get(const char *name) {
   if (strcmp(name, "cpu") == 0) return lfs_backend_cpu();
   if (strcmp(name, "cuda") == 0) return lfs_backend_cuda(NULL, 0);

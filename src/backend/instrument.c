@@ -200,20 +200,13 @@ static double conv_flops(const lfs_conv_desc *d) {
   return 2.0 * (double)conv_out(d) * (d->in_c / d->groups) * d->kh * d->kw;
 }
 
-static int same_conv(const lfs_conv_desc *a, const lfs_conv_desc *b) {
-  return a->n == b->n && a->in_c == b->in_c && a->in_h == b->in_h && a->in_w == b->in_w &&
-         a->out_c == b->out_c && a->out_h == b->out_h && a->out_w == b->out_w && a->kh == b->kh &&
-         a->kw == b->kw && a->stride == b->stride && a->pad == b->pad && a->groups == b->groups &&
-         a->has_bias == b->has_bias;
-}
-
 /* Adds a timed pass (0 forward, 1 backward) to its geometry's row. */
 static void count_conv(lfs_backend *be, const lfs_conv_desc *d, int pass, double seconds,
                        double flops) {
   instrumented *w = of(be);
   if (!(w->flags & INSTRUMENT_PROFILE)) return;
   int i = 0;
-  while (i < w->nconvs && !same_conv(&w->convs[i].d, d)) i++;
+  while (i < w->nconvs && !lfs_conv_desc_same(&w->convs[i].d, d)) i++;
   if (i == w->nconvs) {
     w->convs = lfs_grow(w->convs, w->nconvs, &w->cap_convs, sizeof *w->convs);
     w->convs[w->nconvs++] = (conv_time){.d = *d}; /* a reset keeps the slots */

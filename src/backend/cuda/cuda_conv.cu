@@ -29,13 +29,6 @@ struct lfs_cuda_conv_plan {
   size_t ws_fwd, ws_data, ws_filter;
 };
 
-static int same_geometry(const lfs_conv_desc *a, const lfs_conv_desc *b) {
-  return a->n == b->n && a->in_c == b->in_c && a->in_h == b->in_h && a->in_w == b->in_w &&
-         a->out_c == b->out_c && a->out_h == b->out_h && a->out_w == b->out_w && a->kh == b->kh &&
-         a->kw == b->kw && a->stride == b->stride && a->pad == b->pad && a->groups == b->groups &&
-         a->has_bias == b->has_bias;
-}
-
 static void make_descriptors(lfs_cuda_conv_plan *p, const lfs_conv_desc *d, int tf32) {
   LFS_CUDNN_CHECK(cudnnCreateTensorDescriptor(&p->x));
   LFS_CUDNN_CHECK(cudnnCreateTensorDescriptor(&p->y));
@@ -125,7 +118,7 @@ static int choose_algorithms(lfs_cuda_ctx *c, lfs_cuda_conv_plan *p) {
 
 static lfs_cuda_conv_plan *plan_for(lfs_cuda_ctx *c, const lfs_conv_desc *d) {
   for (int i = 0; i < c->nplans; i++)
-    if (same_geometry(&c->plans[i].d, d) && c->plans[i].math_tf32 == c->tf32 &&
+    if (lfs_conv_desc_same(&c->plans[i].d, d) && c->plans[i].math_tf32 == c->tf32 &&
         c->plans[i].gemm == c->conv_gemm)
       return &c->plans[i];
   c->plans = (lfs_cuda_conv_plan *)lfs_grow(c->plans, c->nplans + 1, &c->cap_plans, sizeof *c->plans);
