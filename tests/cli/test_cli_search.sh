@@ -4,8 +4,9 @@
 # winner; the policy; one state checksum on every rank after the broadcast), the
 # run log and `lfsearch info run.h5`; a search stopped twice by SIGUSR1 mid-epoch
 # (mid-epoch checkpoints written by rank 0 and through parallel HDF5) and resumed
-# ends bit-identical to an uninterrupted one (checkpoint and run log, timings aside); 2 candidates x 2 ranks equal 2 candidates x 1 rank with
-# sync_bn; a diverged candidate gets reward -inf and the search goes on; a
+# ends bit-identical to an uninterrupted one (checkpoint and run log, timings
+# aside); 2 candidates x 2 ranks equal 2 candidates x 1 rank with sync_bn, and
+# on cpu-staged through device collectives equal the CPU bit for bit; a diverged candidate gets reward -inf and the search goes on; a
 # SIGKILL leaves a readable log of the finished epochs; random_softmax never
 # moves its policy; bad configurations are exit 2 with the key named.
 source "$(dirname "$0")/common.sh"
@@ -113,6 +114,7 @@ run 0 "$MPIEXEC" -n 2 "$LFSEARCH" search $eq --set run.out_dir=c1
 one=$out
 run 0 "$MPIEXEC" -n 4 "$LFSEARCH" search $eq --set run.out_dir=c2 --set search.ranks_per_candidate=2
 expect "2 candidates x 2 ranks"
+echo "$out" > c2.out
 [ "$(rows_of 1 "$one")" = "$(rows_of 1 "$out")" ] || fail "warm-up differs: $(rows_of 1 "$one") / $(rows_of 1 "$out")"
 [ "$(rows_of 2 "$one" | awk '{ print $1, $2, $NF }')" = "$(rows_of 2 "$out" | awk '{ print $1, $2, $NF }')" ] ||
   fail "samples or winner differ: $(rows_of 2 "$one") / $(rows_of 2 "$out")"
@@ -121,6 +123,19 @@ paste <(rows_of 2 "$one" | awk '{ print $3 }') <(rows_of 2 "$out" | awk '{ print
 h5diff -d 1e-2 c1/checkpoints/ckpt-e0002-s000000.h5 c2/checkpoints/ckpt-e0002-s000000.h5 /model /model \
   > diff.txt || { head diff.txt; fail "2 x 2 weights differ from 2 x 1 by more than 1e-2"; }
 ok "2 candidates x 2 ranks = 2 candidates x 1 rank (sync_bn): same warm-up, samples, winner; losses within 0.1 %"
+# The GPU's path on the CPU kernels: cpu-staged, with MPI standing in for NCCL
+# (LFS_DEVCOMM=mpi: each pair's gradient mean and the winner's broadcast on
+# "device" memory), must equal the CPU search bit for bit.
+LFS_DEVCOMM=mpi run 0 "$MPIEXEC" -n 4 "$LFSEARCH" search $eq --set run.out_dir=c3 \
+  --set search.ranks_per_candidate=2 --device cpu-staged
+expect "averaged over 2 ranks on the device"
+[ -n "$(rows_of 2 "$out")" ] && [ "$(rows_of 2 "$out")" = "$(rows_of 2 "$(cat c2.out)")" ] ||
+  fail "cpu-staged with device collectives: epoch 2 differs: $(rows_of 2 "$out")"
+for g in /model /optim /head; do
+  h5diff c2/checkpoints/ckpt-e0002-s000000.h5 c3/checkpoints/ckpt-e0002-s000000.h5 $g $g ||
+    fail "cpu-staged with device collectives: $g differs from the CPU search"
+done
+ok "a 2 x 2 search on cpu-staged through device collectives (MPI for NCCL) equals the CPU's bit for bit"
 
 LFS_TEST_DIVERGE=1:2 run 0 "$MPIEXEC" -n 4 "$LFSEARCH" search -c s.ini --set run.out_dir=d \
   --set optim.epochs=2
