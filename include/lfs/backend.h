@@ -3,7 +3,8 @@
  * Every tensor pointer is in the backend's memory (host for cpu, device for
  * cuda). Layouts: activations NCHW, conv weights (out, in/groups, kh, kw), linear
  * weights (out, in), all row-major float32. Outputs come first in argument lists;
- * every backward function ACCUMULATES into its gradient outputs (dx += ..., dw += ...);
+ * every backward function ACCUMULATES into its gradient outputs (dx += ..., dw += ...),
+ * except where an lfs_grad_write of LFS_GRAD_SET says that it writes dx first;
  * a NULL gradient output is skipped. */
 #ifndef LFS_BACKEND_H
 #define LFS_BACKEND_H
@@ -31,6 +32,12 @@ int lfs_conv_desc_same(const lfs_conv_desc *a, const lfs_conv_desc *b);
 typedef struct {
   int n, c, spatial; /* input viewed as [n, c, spatial] (spatial = H*W, 1 for BN1d) */
 } lfs_bn_desc;
+
+/* How a backward writes its input gradient dx: LFS_GRAD_ADD accumulates
+ * (dx += g); LFS_GRAD_SET is for dx's only writer, which then need not be zeroed
+ * first: dx = 0 + g, without reading dx (the CPU's bits are those of zeroing and
+ * adding; a GPU library may give -0 for +0). */
+typedef enum { LFS_GRAD_ADD = 0, LFS_GRAD_SET = 1 } lfs_grad_write;
 
 /* How batch norm forms its statistics (lfs_backend_ops.batchnorm_stats). */
 typedef struct {
@@ -65,8 +72,9 @@ typedef struct {
   /* y [n, out_c, out_h, out_w] = conv(x [n, in_c, in_h, in_w], w [out_c, in_c/groups, kh, kw]) + b [out_c] */
   void (*conv2d_forward)(lfs_backend *be, const lfs_conv_desc *d, float *y, const float *x,
                          const float *w, const float *b);
-  void (*conv2d_backward)(lfs_backend *be, const lfs_conv_desc *d, float *dx, float *dw, float *db,
-                          const float *dy, const float *x, const float *w);
+  void (*conv2d_backward)(lfs_backend *be, const lfs_conv_desc *d, float *dx,
+                          lfs_grad_write dx_write, float *dw, float *db, const float *dy,
+                          const float *x, const float *w);
 
   /* Batch normalisation over x viewed as [n, c, spatial]. The per-channel
    * statistics stay in backend memory; only synchronised BN (cfg->group_sum) takes
@@ -94,15 +102,17 @@ typedef struct {
                                const float *mean, const float *invstd);
   /* dx += gamma * invstd * (dy - mean_dy - xhat * mean_dy_xhat); both means are 0 in eval mode */
   void (*batchnorm_backward_apply)(lfs_backend *be, const lfs_bn_desc *d, float *dx,
-                                   const float *dy, const float *x, const float *gamma,
+                                   lfs_grad_write dx_write, const float *dy, const float *x,
+                                   const float *gamma,
                                    const float *mean, const float *invstd, const float *mean_dy,
                                    const float *mean_dy_xhat);
 
   /* y = x > 0 ? x : alpha[c] * x, x viewed as [n, c, spatial] */
   void (*prelu_forward)(lfs_backend *be, int n, int c, int spatial, float *y, const float *x,
                         const float *alpha);
-  void (*prelu_backward)(lfs_backend *be, int n, int c, int spatial, float *dx, float *dalpha,
-                         const float *dy, const float *x, const float *alpha);
+  void (*prelu_backward)(lfs_backend *be, int n, int c, int spatial, float *dx,
+                         lfs_grad_write dx_write, float *dalpha, const float *dy, const float *x,
+                         const float *alpha);
 
   /* y [n, out] = x [n, in] w^T [in, out] + b [out] */
   void (*linear_forward)(lfs_backend *be, int n, int in, int out, float *y, const float *x,

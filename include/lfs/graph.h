@@ -2,7 +2,10 @@
  * or two earlier nodes (or the graph input, node -1). That covers chains and
  * residual blocks. Each node owns its output and output-gradient buffer, except a
  * flatten, which aliases its input's. Backward visits nodes in reverse and every
- * consumer accumulates into its producers' gradients. */
+ * consumer accumulates into its producers' gradients, which are zeroed first;
+ * a gradient with one writer that can set it (lfs_layer_kind.can_set_dx) is
+ * set by it instead, unzeroed (LFS_GRAD_SET=0: zero and accumulate everywhere).
+ * The results are the same bits either way on the CPU. */
 #ifndef LFS_GRAPH_H
 #define LFS_GRAPH_H
 
@@ -16,6 +19,7 @@ typedef struct {
   float *y;  /* [layer.out] */
   float *dy; /* [layer.out] */
   int owns;  /* 0 for an aliasing flatten */
+  int dy_set; /* dy's only writer sets it: backward does not zero it */
 } lfs_node;
 
 typedef struct {
@@ -25,6 +29,7 @@ typedef struct {
   lfs_params params;
   lfs_backend *be;
   float *dx; /* [input] gradient w.r.t. the graph input, allocated on request */
+  int dx_set; /* dx's only writer sets it */
   int built;
 } lfs_graph;
 

@@ -3,7 +3,9 @@
  *
  * A layer is configured, then `infer` fixes its input/output shapes for a batch,
  * `declare` names its tensors in a lfs_params, and forward/backward run on a
- * backend. Backward accumulates into dx and into the parameter gradients. */
+ * backend. Backward accumulates into dx and into the parameter gradients, except
+ * that a kind with can_set_dx writes dx[i] outright where the graph says it is
+ * dx[i]'s only writer (lfs_layer.dx_write), so the graph need not zero it. */
 #ifndef LFS_LAYER_H
 #define LFS_LAYER_H
 
@@ -48,6 +50,7 @@ typedef struct {
   /* Forward multiply-adds for one batch. */
   double (*macs)(const lfs_layer *l);
   void (*describe)(const lfs_layer *l, char *buf, size_t len);
+  int can_set_dx; /* backward honours dx_write (LFS_GRAD_SET) */
 } lfs_layer_kind;
 
 typedef struct { int out_c, k, stride, pad, groups, bias; } lfs_conv_cfg;
@@ -75,6 +78,7 @@ struct lfs_layer {
   lfs_conv_desc conv; /* conv geometry once the input shape is known */
   int param[4];       /* handles: weight, bias, running_mean, running_var (-1 unused) */
   float *saved;       /* [kind->saved(l)] on the backend */
+  lfs_grad_write dx_write[2]; /* per input, set by the graph (LFS_GRAD_ADD by default) */
 };
 
 /* Layer constructors. `name` is the parameter prefix ("" for parameter-free layers). */

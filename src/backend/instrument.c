@@ -226,15 +226,17 @@ static void in_conv2d_forward(lfs_backend *be, const lfs_conv_desc *d, float *y,
   count_conv(be, d, 0, end(be, OP_CONV_FWD, t0, 4.0 * floats, flops), flops);
 }
 
-static void in_conv2d_backward(lfs_backend *be, const lfs_conv_desc *d, float *dx, float *dw,
-                               float *db, const float *dy, const float *x, const float *w) {
+static void in_conv2d_backward(lfs_backend *be, const lfs_conv_desc *d, float *dx,
+                               lfs_grad_write dx_write, float *dw, float *db, const float *dy,
+                               const float *x, const float *w) {
   CHECK(dx, conv_in(d)), CHECK(dw, conv_w(d)), CHECK(dy, conv_out(d)), CHECK(x, conv_in(d));
   CHECK(w, conv_w(d));
   if (d->has_bias) CHECK(db, (size_t)d->out_c);
   const double t0 = begin(be), flops = conv_flops(d) * ((dx != NULL) + (dw != NULL));
-  inner_ops(be)->conv2d_backward(inner_of(be), d, dx, dw, db, dy, x, w);
-  /* dy read; dx accumulated (read and written) from w; dw accumulated from x */
-  const double floats = (double)conv_out(d) + (dx ? 2.0 * conv_in(d) + conv_w(d) : 0.0) +
+  inner_ops(be)->conv2d_backward(inner_of(be), d, dx, dx_write, dw, db, dy, x, w);
+  /* dy read; dx written (and read when accumulated) from w; dw accumulated from x */
+  const double dx_floats = (dx_write == LFS_GRAD_SET ? 1.0 : 2.0) * conv_in(d) + conv_w(d);
+  const double floats = (double)conv_out(d) + (dx ? dx_floats : 0.0) +
                         (dw ? conv_in(d) + 2.0 * conv_w(d) : 0.0);
   count_conv(be, d, 1, end(be, OP_CONV_BWD, t0, 4.0 * floats, flops), flops);
 }
@@ -278,15 +280,16 @@ static void in_batchnorm_grad_terms(lfs_backend *be, const lfs_bn_desc *d,
 }
 
 static void in_batchnorm_backward_apply(lfs_backend *be, const lfs_bn_desc *d, float *dx,
-                                        const float *dy, const float *x, const float *gamma,
-                                        const float *mean, const float *invstd,
-                                        const float *mean_dy, const float *mean_dy_xhat) {
+                                        lfs_grad_write dx_write, const float *dy, const float *x,
+                                        const float *gamma, const float *mean,
+                                        const float *invstd, const float *mean_dy,
+                                        const float *mean_dy_xhat) {
   const size_t c = (size_t)d->c;
   CHECK(dx, bn_count(d)), CHECK(dy, bn_count(d)), CHECK(x, bn_count(d)), CHECK(gamma, c);
   CHECK(mean, c), CHECK(invstd, c), CHECK(mean_dy, c), CHECK(mean_dy_xhat, c);
-  TIMED_WORK(OP_BN_BWD, 4 * bn_count(d), 0,
-             inner_ops(be)->batchnorm_backward_apply(inner_of(be), d, dx, dy, x, gamma, mean,
-                                                     invstd, mean_dy, mean_dy_xhat));
+  TIMED_WORK(OP_BN_BWD, (dx_write == LFS_GRAD_SET ? 3 : 4) * bn_count(d), 0,
+             inner_ops(be)->batchnorm_backward_apply(inner_of(be), d, dx, dx_write, dy, x, gamma,
+                                                     mean, invstd, mean_dy, mean_dy_xhat));
 }
 
 static void in_prelu_forward(lfs_backend *be, int n, int c, int spatial, float *y, const float *x,
@@ -297,13 +300,15 @@ static void in_prelu_forward(lfs_backend *be, int n, int c, int spatial, float *
              inner_ops(be)->prelu_forward(inner_of(be), n, c, spatial, y, x, alpha));
 }
 
-static void in_prelu_backward(lfs_backend *be, int n, int c, int spatial, float *dx, float *dalpha,
-                              const float *dy, const float *x, const float *alpha) {
+static void in_prelu_backward(lfs_backend *be, int n, int c, int spatial, float *dx,
+                              lfs_grad_write dx_write, float *dalpha, const float *dy,
+                              const float *x, const float *alpha) {
   const size_t count = (size_t)n * c * spatial;
   CHECK(dx, count), CHECK(dalpha, (size_t)c), CHECK(dy, count), CHECK(x, count);
   CHECK(alpha, (size_t)c);
-  TIMED_WORK(OP_PRELU_BWD, (dx ? 4 : 2) * count, 0,
-             inner_ops(be)->prelu_backward(inner_of(be), n, c, spatial, dx, dalpha, dy, x, alpha));
+  TIMED_WORK(OP_PRELU_BWD, (dx ? (dx_write == LFS_GRAD_SET ? 3 : 4) : 2) * count, 0,
+             inner_ops(be)->prelu_backward(inner_of(be), n, c, spatial, dx, dx_write, dalpha, dy,
+                                           x, alpha));
 }
 
 static void in_linear_forward(lfs_backend *be, int n, int in, int out, float *y, const float *x,

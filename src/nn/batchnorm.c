@@ -73,7 +73,7 @@ static void bn_backward(lfs_layer *l, const lfs_pass *ps, float *const *dx, cons
                                 saved(l, SAVED_MEAN_DY), saved(l, SAVED_MEAN_DY_XHAT), dy, x[0],
                                 saved(l, SAVED_MEAN), saved(l, SAVED_INVSTD));
   if (!dx[0]) return;
-  be->ops->batchnorm_backward_apply(be, &d, dx[0], dy, x[0],
+  be->ops->batchnorm_backward_apply(be, &d, dx[0], l->dx_write[0], dy, x[0],
                                     lfs_layer_param(l, ps->params, LFS_P_WEIGHT),
                                     saved(l, SAVED_MEAN), saved(l, SAVED_INVSTD),
                                     saved(l, SAVED_MEAN_DY), saved(l, SAVED_MEAN_DY_XHAT));
@@ -87,7 +87,8 @@ static void bn_describe(const lfs_layer *l, char *buf, size_t len) {
 }
 
 const lfs_layer_kind lfs_kind_batchnorm = {"batchnorm", 1, bn_infer, bn_declare, bn_saved,
-                                           bn_forward, bn_backward, bn_macs, bn_describe};
+                                           bn_forward, bn_backward, bn_macs, bn_describe,
+                                           .can_set_dx = 1};
 
 lfs_layer lfs_batchnorm(const char *name, float eps, float momentum, int fixed_gamma) {
   lfs_layer l = lfs_layer_new(&lfs_kind_batchnorm, name);

@@ -38,7 +38,8 @@ static void conv_forward(lfs_layer *l, const lfs_pass *ps, float *y, const float
 static void conv_backward(lfs_layer *l, const lfs_pass *ps, float *const *dx, const float *dy,
                           const float *const *x, const float *y) {
   (void)y;
-  ps->be->ops->conv2d_backward(ps->be, &l->conv, dx[0], lfs_layer_grad(l, ps->params, LFS_P_WEIGHT),
+  ps->be->ops->conv2d_backward(ps->be, &l->conv, dx[0], l->dx_write[0],
+                               lfs_layer_grad(l, ps->params, LFS_P_WEIGHT),
                                lfs_layer_grad(l, ps->params, LFS_P_BIAS), dy, x[0],
                                lfs_layer_param(l, ps->params, LFS_P_WEIGHT));
 }
@@ -56,7 +57,8 @@ static void conv_describe(const lfs_layer *l, char *buf, size_t len) {
 }
 
 const lfs_layer_kind lfs_kind_conv2d = {"conv2d", 1, conv_infer, conv_declare, conv_saved,
-                                        conv_forward, conv_backward, conv_macs, conv_describe};
+                                        conv_forward, conv_backward, conv_macs, conv_describe,
+                                        .can_set_dx = 1};
 
 lfs_layer lfs_conv2d(const char *name, int out_c, int k, int stride, int pad, int groups, int bias) {
   lfs_layer l = lfs_layer_new(&lfs_kind_conv2d, name);

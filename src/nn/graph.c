@@ -93,6 +93,41 @@ static void allocate_buffers(lfs_graph *g, int want_input_grad) {
   lfs_backend_set_purpose(NULL);
 }
 
+/* Which gradients backward sets outright instead of zeroing and adding to: those
+ * whose only writer is one consumer reading them once, of a kind that can; not
+ * through an aliasing flatten (its consumers write into its input's gradient,
+ * beside the input's other consumers). LFS_GRAD_SET=0: none. */
+static void plan_gradient_writes(lfs_graph *g) {
+  const char *env = getenv("LFS_GRAD_SET");
+  const int enabled = !(env && !strcmp(env, "0"));
+  int *writers = lfs_calloc((size_t)g->count + 1, sizeof *writers); /* [id + 1] */
+  for (int i = 0; i < g->count; i++) {
+    const lfs_node *node = &g->nodes[i];
+    for (int k = 0; k < node->layer.kind->inputs; k++) writers[node->in[k] + 1]++;
+    if (!node->owns) writers[node->in[0] + 1]++; /* its consumers write there too */
+  }
+  g->dx_set = 0;
+  for (int i = 0; i < g->count; i++) {
+    lfs_node *node = &g->nodes[i];
+    node->dy_set = 0;
+    node->layer.dx_write[0] = node->layer.dx_write[1] = LFS_GRAD_ADD;
+  }
+  for (int i = 0; enabled && i < g->count; i++) {
+    lfs_node *node = &g->nodes[i];
+    if (!node->layer.kind->can_set_dx) continue;
+    for (int k = 0; k < node->layer.kind->inputs; k++) {
+      const int src = node->in[k];
+      if (writers[src + 1] != 1 || (src != LFS_GRAPH_INPUT && !g->nodes[src].owns)) continue;
+      node->layer.dx_write[k] = LFS_GRAD_SET;
+      if (src == LFS_GRAPH_INPUT)
+        g->dx_set = 1;
+      else
+        g->nodes[src].dy_set = 1;
+    }
+  }
+  free(writers);
+}
+
 int lfs_graph_build(lfs_graph *g, lfs_backend *be, lfs_shape input, int want_input_grad,
                     char *err, size_t errlen) {
   LFS_ASSERT(!g->built && g->count > 0);
@@ -102,6 +137,7 @@ int lfs_graph_build(lfs_graph *g, lfs_backend *be, lfs_shape input, int want_inp
   for (int i = 0; i < g->count; i++) g->nodes[i].layer.kind->declare(&g->nodes[i].layer, &g->params);
   lfs_params_finalize(&g->params, be);
   allocate_buffers(g, want_input_grad);
+  plan_gradient_writes(g);
   g->built = 1;
   return 0;
 }
@@ -138,9 +174,12 @@ static float *node_grad(lfs_graph *g, int id) {
 void lfs_graph_backward(lfs_graph *g, const lfs_pass *ps, const float *x, const float *dy_out) {
   LFS_ASSERT(g->built);
   lfs_backend *be = g->be;
-  for (int i = 0; i < g->count; i++)
-    if (g->nodes[i].owns) be->ops->fill(be, g->nodes[i].dy, 0.0f, lfs_shape_count(g->nodes[i].layer.out));
-  if (g->dx) be->ops->fill(be, g->dx, 0.0f, lfs_shape_count(g->input));
+  for (int i = 0; i < g->count; i++) {
+    const lfs_node *node = &g->nodes[i];
+    if (node->owns && !node->dy_set)
+      be->ops->fill(be, node->dy, 0.0f, lfs_shape_count(node->layer.out));
+  }
+  if (g->dx && !g->dx_set) be->ops->fill(be, g->dx, 0.0f, lfs_shape_count(g->input));
   lfs_node *last = &g->nodes[g->count - 1];
   be->ops->axpy(be, last->dy, 1.0f, dy_out, lfs_shape_count(last->layer.out));
   for (int i = g->count - 1; i >= 0; i--) {

@@ -47,7 +47,8 @@ static void linear_describe(const lfs_layer *l, char *buf, size_t len) {
 }
 
 const lfs_layer_kind lfs_kind_linear = {"linear", 1, linear_infer, linear_declare, linear_saved,
-                                        linear_forward, linear_backward, linear_macs, linear_describe};
+                                        linear_forward, linear_backward, linear_macs, linear_describe,
+                                        .can_set_dx = 0};
 
 lfs_layer lfs_linear(const char *name, int out, int bias) {
   lfs_layer l = lfs_layer_new(&lfs_kind_linear, name);

@@ -41,7 +41,7 @@ static void prelu_backward(lfs_layer *l, const lfs_pass *ps, float *const *dx, c
                            const float *const *x, const float *y) {
   (void)y;
   const lfs_shape s = l->in[0];
-  ps->be->ops->prelu_backward(ps->be, s.n, s.c, s.h * s.w, dx[0],
+  ps->be->ops->prelu_backward(ps->be, s.n, s.c, s.h * s.w, dx[0], l->dx_write[0],
                               lfs_layer_grad(l, ps->params, LFS_P_WEIGHT), dy, x[0],
                               lfs_layer_param(l, ps->params, LFS_P_WEIGHT));
 }
@@ -51,7 +51,8 @@ static void prelu_describe(const lfs_layer *l, char *buf, size_t len) {
 }
 
 const lfs_layer_kind lfs_kind_prelu = {"prelu", 1, same_shape, prelu_declare, no_saved,
-                                       prelu_forward, prelu_backward, elementwise_macs, prelu_describe};
+                                       prelu_forward, prelu_backward, elementwise_macs,
+                                       prelu_describe, .can_set_dx = 1};
 
 lfs_layer lfs_prelu(const char *name) { return lfs_layer_new(&lfs_kind_prelu, name); }
 
@@ -87,7 +88,8 @@ static void add_describe(const lfs_layer *l, char *buf, size_t len) {
 }
 
 const lfs_layer_kind lfs_kind_add = {"add", 2, add_infer, no_params, no_saved,
-                                     add_forward, add_backward, elementwise_macs, add_describe};
+                                     add_forward, add_backward, elementwise_macs, add_describe,
+                                     .can_set_dx = 0};
 
 lfs_layer lfs_add(void) { return lfs_layer_new(&lfs_kind_add, ""); }
 
@@ -131,7 +133,7 @@ static void dropout_describe(const lfs_layer *l, char *buf, size_t len) {
 
 const lfs_layer_kind lfs_kind_dropout = {"dropout", 1, same_shape, no_params, no_saved,
                                          dropout_forward, dropout_backward, elementwise_macs,
-                                         dropout_describe};
+                                         dropout_describe, .can_set_dx = 0};
 
 lfs_layer lfs_dropout(float p, uint32_t id) {
   lfs_layer l = lfs_layer_new(&lfs_kind_dropout, "");
@@ -169,7 +171,7 @@ static void flatten_describe(const lfs_layer *l, char *buf, size_t len) {
 
 const lfs_layer_kind lfs_kind_flatten = {"flatten", 1, flatten_infer, no_params, no_saved,
                                          flatten_forward, flatten_backward, no_macs,
-                                         flatten_describe};
+                                         flatten_describe, .can_set_dx = 0};
 
 lfs_layer lfs_flatten(void) { return lfs_layer_new(&lfs_kind_flatten, ""); }
 
@@ -195,7 +197,7 @@ static void l2norm_describe(const lfs_layer *l, char *buf, size_t len) {
 
 const lfs_layer_kind lfs_kind_l2norm = {"l2norm", 1, same_shape, no_params, l2norm_saved,
                                         l2norm_forward, l2norm_backward, elementwise_macs,
-                                        l2norm_describe};
+                                        l2norm_describe, .can_set_dx = 0};
 
 lfs_layer lfs_l2norm(float eps) {
   lfs_layer l = lfs_layer_new(&lfs_kind_l2norm, "");

@@ -116,6 +116,13 @@ static void check_pair(const char *what, const pair *p, double rtol) {
   expect_close(what, p->c, p->g, p->n, rtol);
 }
 
+/* Both copies become NaN: an op that sets its output (LFS_GRAD_SET) must not
+ * read it, or NaN shows through. */
+static void poison(pair *p) {
+  cpu->ops->fill(cpu, p->c, NAN, p->n);
+  gpu->ops->fill(gpu, p->g, NAN, p->n);
+}
+
 static void test_elementwise(void) {
   const size_t n = 100003;
   pair a = make_pair(n, -1, 1, 1), b = make_pair(n, -1, 1, 2), y = make_pair(n, 0, 0, 3);
@@ -162,10 +169,14 @@ static void test_prelu(void) {
   cpu->ops->prelu_forward(cpu, n, c, s, y.c, x.c, al.c);
   gpu->ops->prelu_forward(gpu, n, c, s, y.g, x.g, al.g);
   check_pair("prelu forward", &y, 1e-7);
-  cpu->ops->prelu_backward(cpu, n, c, s, dx.c, da.c, dy.c, x.c, al.c);
-  gpu->ops->prelu_backward(gpu, n, c, s, dx.g, da.g, dy.g, x.g, al.g);
+  cpu->ops->prelu_backward(cpu, n, c, s, dx.c, LFS_GRAD_ADD, da.c, dy.c, x.c, al.c);
+  gpu->ops->prelu_backward(gpu, n, c, s, dx.g, LFS_GRAD_ADD, da.g, dy.g, x.g, al.g);
   check_pair("prelu backward dx (accumulates)", &dx, 1e-7);
   check_pair("prelu backward dalpha (accumulates)", &da, 1e-6);
+  poison(&dx);
+  cpu->ops->prelu_backward(cpu, n, c, s, dx.c, LFS_GRAD_SET, NULL, dy.c, x.c, al.c);
+  gpu->ops->prelu_backward(gpu, n, c, s, dx.g, LFS_GRAD_SET, NULL, dy.g, x.g, al.g);
+  check_pair("prelu backward dx (sets)", &dx, 1e-7);
   free_pair(&x), free_pair(&al), free_pair(&y), free_pair(&dy), free_pair(&dx), free_pair(&da);
 }
 
@@ -259,11 +270,15 @@ static void test_batchnorm_at(lfs_bn_desc d, const char *size) {
   cpu->ops->batchnorm_apply(cpu, &d, y.c, x.c, mean.c, invstd.c, gamma.c, beta.c);
   gpu->ops->batchnorm_apply(gpu, &d, y.g, x.g, mean.g, invstd.g, gamma.g, beta.g);
   check_bn("batchnorm apply", size, "", "y", &y);
-  cpu->ops->batchnorm_backward_apply(cpu, &d, dx.c, dy.c, x.c, gamma.c, mean.c, invstd.c, mdy.c,
-                                     mdyx.c);
-  gpu->ops->batchnorm_backward_apply(gpu, &d, dx.g, dy.g, x.g, gamma.g, mean.g, invstd.g, mdy.g,
-                                     mdyx.g);
-  check_bn("batchnorm backward", size, "", "dx (accumulates)", &dx);
+  for (int set = 0; set < 2; set++) {
+    const lfs_grad_write mode = set ? LFS_GRAD_SET : LFS_GRAD_ADD;
+    if (set) poison(&dx);
+    cpu->ops->batchnorm_backward_apply(cpu, &d, dx.c, mode, dy.c, x.c, gamma.c, mean.c, invstd.c,
+                                       mdy.c, mdyx.c);
+    gpu->ops->batchnorm_backward_apply(gpu, &d, dx.g, mode, dy.g, x.g, gamma.g, mean.g, invstd.g,
+                                       mdy.g, mdyx.g);
+    check_bn("batchnorm backward", size, "", set ? "dx (sets)" : "dx (accumulates)", &dx);
+  }
   pair *all[] = {&x, &y, &dy, &dx, &mean, &invstd, &gamma, &beta, &rmean, &rvar,
                  &dgamma, &dbeta, &mdy, &mdyx};
   for (size_t i = 0; i < sizeof all / sizeof all[0]; i++) free_pair(all[i]);
@@ -292,9 +307,16 @@ static void test_conv(lfs_conv_desc d, const char *what) {
   gpu->ops->conv2d_forward(gpu, &d, y.g, x.g, w.g, d.has_bias ? b.g : NULL);
   snprintf(name, sizeof name, "conv %s forward", what);
   check_pair(name, &y, 2e-5);
-  cpu->ops->conv2d_backward(cpu, &d, dx.c, dw.c, d.has_bias ? db.c : NULL, dy.c, x.c, w.c);
-  gpu->ops->conv2d_backward(gpu, &d, dx.g, dw.g, d.has_bias ? db.g : NULL, dy.g, x.g, w.g);
+  cpu->ops->conv2d_backward(cpu, &d, dx.c, LFS_GRAD_ADD, dw.c, d.has_bias ? db.c : NULL, dy.c, x.c,
+                            w.c);
+  gpu->ops->conv2d_backward(gpu, &d, dx.g, LFS_GRAD_ADD, dw.g, d.has_bias ? db.g : NULL, dy.g, x.g,
+                            w.g);
   snprintf(name, sizeof name, "conv %s backward dx", what);
+  check_pair(name, &dx, 2e-5);
+  poison(&dx); /* dx alone, set */
+  cpu->ops->conv2d_backward(cpu, &d, dx.c, LFS_GRAD_SET, NULL, NULL, dy.c, x.c, w.c);
+  gpu->ops->conv2d_backward(gpu, &d, dx.g, LFS_GRAD_SET, NULL, NULL, dy.g, x.g, w.g);
+  snprintf(name, sizeof name, "conv %s backward dx (sets)", what);
   check_pair(name, &dx, 2e-5);
   snprintf(name, sizeof name, "conv %s backward dw", what);
   check_pair(name, &dw, 2e-5);

@@ -70,7 +70,8 @@ static void run_case(const conv_case *c, int threads) {
 
   lfs_backend_cpu()->ops->conv2d_forward(lfs_backend_cpu(), &d, y, x, w, NULL);
   const double yerr = tu_rel_err(y, yd, ny);
-  lfs_backend_cpu()->ops->conv2d_backward(lfs_backend_cpu(), &d, dx, dw, NULL, dy, x, w);
+  lfs_backend_cpu()->ops->conv2d_backward(lfs_backend_cpu(), &d, dx, LFS_GRAD_ADD, dw, NULL, dy, x,
+                                          w);
   double mag = 0.0, mag_x = 0.0, mag_w = 0.0;
   double want = 0.0;
   for (size_t i = 0; i < ny; i++) want += dyd[i] * yd[i], mag += fabs(dyd[i] * yd[i]);
@@ -106,7 +107,8 @@ static void test_threads_are_bit_identical(void **state) {
     lfs_set_threads(t + 1);
     y[t] = malloc(ny * 4), dx[t] = calloc(nx, 4), dw[t] = calloc(nw, 4);
     lfs_backend_cpu()->ops->conv2d_forward(lfs_backend_cpu(), &d, y[t], x, w, NULL);
-    lfs_backend_cpu()->ops->conv2d_backward(lfs_backend_cpu(), &d, dx[t], dw[t], NULL, dy, x, w);
+    lfs_backend_cpu()->ops->conv2d_backward(lfs_backend_cpu(), &d, dx[t], LFS_GRAD_ADD, dw[t], NULL,
+                                            dy, x, w);
   }
   assert_memory_equal(y[0], y[1], ny * 4);
   assert_memory_equal(dx[0], dx[1], nx * 4);

@@ -152,7 +152,8 @@ static void test_profile_rates_and_convolutions(void **state) {
     be->ops->conv2d_forward(be, &small, buf + 30000, buf, w, NULL);
     be->ops->conv2d_forward(be, &big, buf + 30000, buf, w, NULL);
   }
-  be->ops->conv2d_backward(be, &big, buf + 50000, w + 2000, NULL, buf + 30000, buf, w);
+  be->ops->conv2d_backward(be, &big, buf + 50000, LFS_GRAD_ADD, w + 2000, NULL, buf + 30000, buf,
+                           w);
   report r = {""};
   assert_int_equal(lfs_backend_profile_report(1, collect, &r), 1);
   double ms = 0, gbs = 0;

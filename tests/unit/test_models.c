@@ -508,9 +508,70 @@ static void test_tiny_forward_backward(void **state) {
   check_tiny_runs(64);
 }
 
+/* arch's gradients (parameters and input) after one training pass, with
+ * gradients set by their only writers (the default) or all zeroed and added to
+ * (LFS_GRAD_SET=0); *set counts the node gradients set outright. */
+static void gradients(const char *arch, int size, const char *grad_set, float **grad, size_t *n,
+                      float **dx, size_t *nx, int *set) {
+  enum { batch = 2 };
+  lfs_model_cfg cfg = {.arch = arch, .input = size, .embedding = 64, .dropout = 0.2f};
+  lfs_graph g;
+  char err[512] = "";
+  lfs_graph_init(&g);
+  assert_true(lfs_model_build(&g, &cfg, err, sizeof err) >= 0);
+  if (grad_set) setenv("LFS_GRAD_SET", grad_set, 1);
+  const lfs_shape in = lfs_model_input_shape(&cfg, batch);
+  assert_int_equal(lfs_graph_build(&g, lfs_backend_cpu(), in, 1, err, sizeof err), 0);
+  unsetenv("LFS_GRAD_SET");
+  lfs_model_init_params(&g, &cfg, 5);
+  *set = g.dx_set;
+  for (int i = 0; i < g.count; i++) *set += g.nodes[i].dy_set;
+  assert_false(g.nodes[g.count - 1].dy_set); /* the output's gradient is seeded by adding */
+  float *x = malloc(sizeof(float) * lfs_shape_count(in));
+  float r[batch * 64];
+  tu_fill_uniform(x, lfs_shape_count(in), -1.0f, 1.0f, 31, 0);
+  tu_fill_uniform(r, batch * 64, -1.0f, 1.0f, 32, 0);
+  lfs_pass ps = {.be = lfs_backend_cpu(), .params = &g.params, .training = 1, .seed = 3};
+  lfs_graph_forward(&g, &ps, x);
+  lfs_params_zero_grad(&g.params);
+  lfs_graph_backward(&g, &ps, x, r);
+  *n = g.params.count, *nx = lfs_shape_count(in);
+  *grad = malloc(sizeof(float) * *n), *dx = malloc(sizeof(float) * *nx);
+  memcpy(*grad, g.params.grad, sizeof(float) * *n);
+  memcpy(*dx, g.dx, sizeof(float) * *nx);
+  free(x);
+  lfs_graph_free(&g);
+}
+
+/* Setting a gradient in its only writer instead of zeroing it and adding
+ * gives the same bits, for residual blocks (r18), depthwise convolutions and a
+ * flatten that aliases its input (mbf), and dropout (tiny). */
+static void test_gradients_set_or_added(void **state) {
+  (void)state;
+  const struct {
+    const char *arch;
+    int size;
+  } models[] = {{"tiny", 16}, {"r18", 112}, {"mbf", 112}};
+  for (size_t m = 0; m < sizeof models / sizeof *models; m++) {
+    float *g_set, *g_add, *dx_set, *dx_add;
+    size_t n, n2, nx, nx2;
+    int set = 0, none = 0;
+    gradients(models[m].arch, models[m].size, NULL, &g_set, &n, &dx_set, &nx, &set);
+    gradients(models[m].arch, models[m].size, "0", &g_add, &n2, &dx_add, &nx2, &none);
+    printf("%s: %d node gradients set outright\n", models[m].arch, set);
+    assert_true(set > 0);
+    assert_int_equal(none, 0);
+    assert_true(n == n2 && nx == nx2);
+    assert_memory_equal(g_set, g_add, sizeof(float) * n);
+    assert_memory_equal(dx_set, dx_add, sizeof(float) * nx);
+    free(g_set), free(g_add), free(dx_set), free(dx_add);
+  }
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_iresnet_parameter_counts),
+      cmocka_unit_test(test_gradients_set_or_added),
       cmocka_unit_test(test_r200),
       cmocka_unit_test(test_mbf_parameter_counts),
       cmocka_unit_test(test_tiny_parameter_counts),

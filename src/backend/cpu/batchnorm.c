@@ -130,10 +130,12 @@ void LFS_CPU_K(batchnorm_apply)(lfs_backend *be, const lfs_bn_desc *d, float *y,
 }
 
 void LFS_CPU_K(batchnorm_backward_apply)(lfs_backend *be, const lfs_bn_desc *d, float *dx,
-                                         const float *dy, const float *x, const float *gamma,
-                                         const float *mean, const float *invstd,
-                                         const float *mean_dy, const float *mean_dy_xhat) {
+                                         lfs_grad_write dx_write, const float *dy, const float *x,
+                                         const float *gamma, const float *mean,
+                                         const float *invstd, const float *mean_dy,
+                                         const float *mean_dy_xhat) {
   (void)be;
+  const int set = dx_write == LFS_GRAD_SET;
 #pragma omp parallel for schedule(static) PAR_IF(d)
   for (int ch = 0; ch < d->c; ch++) {
     const float k = gamma[ch] * invstd[ch], m = mean[ch], s = invstd[ch];
@@ -141,7 +143,10 @@ void LFS_CPU_K(batchnorm_backward_apply)(lfs_backend *be, const lfs_bn_desc *d, 
     for (int n = 0; n < d->n; n++) {
       const float *g = plane(d, dy, n, ch), *p = plane(d, x, n, ch);
       float *q = dx + (p - x);
-      for (int i = 0; i < d->spatial; i++) q[i] += k * (g[i] - mdy - (p[i] - m) * s * mdyx);
+      if (set) /* 0 + v: the bits of adding to a zeroed dx */
+        for (int i = 0; i < d->spatial; i++) q[i] = 0.0f + k * (g[i] - mdy - (p[i] - m) * s * mdyx);
+      else
+        for (int i = 0; i < d->spatial; i++) q[i] += k * (g[i] - mdy - (p[i] - m) * s * mdyx);
     }
   }
 }

@@ -390,9 +390,16 @@ static void input_grad_as_conv(const lfs_conv_desc *d, float *dx, const float *d
   conv_gemm(&t, dx, dy, flipped, 1);
 }
 
-void LFS_CPU_K(conv2d_backward)(lfs_backend *be, const lfs_conv_desc *d, float *dx, float *dw,
-                                float *db, const float *dy, const float *x, const float *w) {
+void LFS_CPU_K(conv2d_backward)(lfs_backend *be, const lfs_conv_desc *d, float *dx,
+                                lfs_grad_write dx_write, float *dw, float *db, const float *dy,
+                                const float *x, const float *w) {
   (void)be;
+  /* every path below accumulates: setting is adding to zeros (the same bits) */
+  if (dx && dx_write == LFS_GRAD_SET) {
+    const size_t count = (size_t)d->n * d->in_c * d->in_h * d->in_w;
+#pragma omp parallel for schedule(static) if (count > LFS_CPU_PAR_MIN)
+    for (size_t i = 0; i < count; i++) dx[i] = 0.0f;
+  }
   if (d->has_bias && db) bias_backward(d, db, dy);
   if (is_depthwise(d)) {
     depthwise_backward(d, dx, dw, dy, x, w);

@@ -5,8 +5,9 @@
 
 void LFS_CPU_K(conv2d_forward)(lfs_backend *be, const lfs_conv_desc *d, float *y, const float *x,
                                const float *w, const float *b);
-void LFS_CPU_K(conv2d_backward)(lfs_backend *be, const lfs_conv_desc *d, float *dx, float *dw,
-                                float *db, const float *dy, const float *x, const float *w);
+void LFS_CPU_K(conv2d_backward)(lfs_backend *be, const lfs_conv_desc *d, float *dx,
+                                lfs_grad_write dx_write, float *dw, float *db, const float *dy,
+                                const float *x, const float *w);
 
 double LFS_CPU_K(batchnorm_stats)(lfs_backend *be, const lfs_bn_desc *d,
                                   const lfs_bn_stats_cfg *cfg, float *mean, float *invstd,
@@ -20,14 +21,15 @@ void LFS_CPU_K(batchnorm_grad_terms)(lfs_backend *be, const lfs_bn_desc *d,
                                      const float *dy, const float *x, const float *mean,
                                      const float *invstd);
 void LFS_CPU_K(batchnorm_backward_apply)(lfs_backend *be, const lfs_bn_desc *d, float *dx,
-                                         const float *dy, const float *x, const float *gamma,
+                                         lfs_grad_write dx_write, const float *dy, const float *x, const float *gamma,
                                          const float *mean, const float *invstd,
                                          const float *mean_dy, const float *mean_dy_xhat);
 
 void LFS_CPU_K(prelu_forward)(lfs_backend *be, int n, int c, int spatial, float *y, const float *x,
                               const float *alpha);
-void LFS_CPU_K(prelu_backward)(lfs_backend *be, int n, int c, int spatial, float *dx, float *dalpha,
-                               const float *dy, const float *x, const float *alpha);
+void LFS_CPU_K(prelu_backward)(lfs_backend *be, int n, int c, int spatial, float *dx,
+                               lfs_grad_write dx_write, float *dalpha, const float *dy,
+                               const float *x, const float *alpha);
 void LFS_CPU_K(linear_forward)(lfs_backend *be, int n, int in, int out, float *y, const float *x,
                                const float *w, const float *b);
 void LFS_CPU_K(linear_backward)(lfs_backend *be, int n, int in, int out, float *dx, float *dw,

@@ -24,9 +24,11 @@ void LFS_CPU_K(prelu_forward)(lfs_backend *be, int n, int c, int spatial, float 
 static inline float negative_part(float v) { return v < 0.0f ? v : 0.0f; }
 
 /* Parallel over channels: each thread owns dalpha[ch]. Selects, not branches, as in forward. */
-void LFS_CPU_K(prelu_backward)(lfs_backend *be, int n, int c, int spatial, float *dx, float *dalpha,
-                               const float *dy, const float *x, const float *alpha) {
+void LFS_CPU_K(prelu_backward)(lfs_backend *be, int n, int c, int spatial, float *dx,
+                               lfs_grad_write dx_write, float *dalpha, const float *dy,
+                               const float *x, const float *alpha) {
   (void)be;
+  const int set = dx_write == LFS_GRAD_SET;
 #pragma omp parallel for schedule(static) if ((size_t)n * c * spatial > LFS_CPU_PAR_MIN)
   for (int ch = 0; ch < c; ch++) {
     double da = 0.0;
@@ -44,7 +46,10 @@ void LFS_CPU_K(prelu_backward)(lfs_backend *be, int n, int c, int spatial, float
       }
       if (!dx) continue;
       float *q = dx + off;
-      for (int i = 0; i < spatial; i++) q[i] += g[i] * (xp[i] > 0.0f ? 1.0f : a);
+      if (set) /* 0 + v: the bits of adding to a zeroed dx */
+        for (int i = 0; i < spatial; i++) q[i] = 0.0f + g[i] * (xp[i] > 0.0f ? 1.0f : a);
+      else
+        for (int i = 0; i < spatial; i++) q[i] += g[i] * (xp[i] > 0.0f ? 1.0f : a);
     }
     if (dalpha) dalpha[ch] += (float)da;
   }

@@ -152,19 +152,21 @@ void lfs_cuda_conv2d_forward(lfs_backend *be, const lfs_conv_desc *d, float *y, 
   if (b && d->has_bias) LFS_CUDNN_CHECK(cudnnAddTensor(c->dnn, &one, p->bias, b, &one, p->y, y));
 }
 
-void lfs_cuda_conv2d_backward(lfs_backend *be, const lfs_conv_desc *d, float *dx, float *dw,
-                              float *db, const float *dy, const float *x, const float *w) {
+void lfs_cuda_conv2d_backward(lfs_backend *be, const lfs_conv_desc *d, float *dx,
+                              lfs_grad_write dx_write, float *dw, float *db, const float *dy,
+                              const float *x, const float *w) {
   lfs_cuda_ctx *c = lfs_cuda_ctx_of(be);
   lfs_cuda_conv_plan *p = plan_for(c, d);
   if (p->gemm) {
-    lfs_cuda_conv2d_backward_gemm(be, d, dx, dw, db, dy, x, w);
+    lfs_cuda_conv2d_backward_gemm(be, d, dx, dx_write, dw, db, dy, x, w);
     return;
   }
-  const float one = 1.0f;
-  if (dx) {
+  const float one = 1.0f, zero = 0.0f;
+  if (dx) { /* beta 0: dx's only writer sets it (cuDNN then does not read it) */
     void *ws = lfs_cuda_workspace(c, p->ws_data);
+    const float *beta = dx_write == LFS_GRAD_SET ? &zero : &one;
     LFS_CUDNN_CHECK(cudnnConvolutionBackwardData(c->dnn, &one, p->w, w, p->y, dy, p->conv,
-                                                 p->bwd_data, ws, p->ws_data, &one, p->x, dx));
+                                                 p->bwd_data, ws, p->ws_data, beta, p->x, dx));
   }
   if (dw) {
     void *ws = lfs_cuda_workspace(c, p->ws_filter);

@@ -106,9 +106,13 @@ void lfs_cuda_conv2d_forward_gemm(lfs_backend *be, const lfs_conv_desc *d, float
   }
 }
 
-void lfs_cuda_conv2d_backward_gemm(lfs_backend *be, const lfs_conv_desc *d, float *dx, float *dw,
-                                   float *db, const float *dy, const float *x, const float *w) {
+void lfs_cuda_conv2d_backward_gemm(lfs_backend *be, const lfs_conv_desc *d, float *dx,
+                                   lfs_grad_write dx_write, float *dw, float *db, const float *dy,
+                                   const float *x, const float *w) {
   lfs_cuda_ctx *c = lfs_cuda_ctx_of(be);
+  if (dx && dx_write == LFS_GRAD_SET) /* col2im accumulates: set is adding to zeros */
+    LFS_CUDA_CHECK(cudaMemsetAsync(dx, 0, sizeof(float) * d->n * d->in_c * d->in_h * d->in_w,
+                                   cudaStreamLegacy));
   const gemm_geometry g = geometry_of(d);
   float *col = (float *)lfs_cuda_workspace(c, sizeof(float) * g.K * g.P);
   const float one = 1.0f, zero = 0.0f;

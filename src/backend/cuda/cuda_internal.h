@@ -146,14 +146,16 @@ double *lfs_cuda_stats_scratch(lfs_cuda_ctx *c, size_t count);
 /* cuda_conv.cu */
 void lfs_cuda_conv2d_forward(lfs_backend *be, const lfs_conv_desc *d, float *y, const float *x,
                              const float *w, const float *b);
-void lfs_cuda_conv2d_backward(lfs_backend *be, const lfs_conv_desc *d, float *dx, float *dw,
-                              float *db, const float *dy, const float *x, const float *w);
+void lfs_cuda_conv2d_backward(lfs_backend *be, const lfs_conv_desc *d, float *dx,
+                              lfs_grad_write dx_write, float *dw, float *db, const float *dy,
+                              const float *x, const float *w);
 void lfs_cuda_conv_plans_free(lfs_cuda_ctx *c);
 /* cuda_conv_gemm.cu: the same through im2col + cuBLAS */
 void lfs_cuda_conv2d_forward_gemm(lfs_backend *be, const lfs_conv_desc *d, float *y, const float *x,
                                   const float *w, const float *b);
-void lfs_cuda_conv2d_backward_gemm(lfs_backend *be, const lfs_conv_desc *d, float *dx, float *dw,
-                                   float *db, const float *dy, const float *x, const float *w);
+void lfs_cuda_conv2d_backward_gemm(lfs_backend *be, const lfs_conv_desc *d, float *dx,
+                                   lfs_grad_write dx_write, float *dw, float *db, const float *dy,
+                                   const float *x, const float *w);
 
 /* cuda_norm.cu: batch norm and L2 normalisation */
 double lfs_cuda_batchnorm_stats(lfs_backend *be, const lfs_bn_desc *d, const lfs_bn_stats_cfg *cfg,
@@ -168,9 +170,9 @@ void lfs_cuda_batchnorm_grad_terms(lfs_backend *be, const lfs_bn_desc *d,
                                    const float *dy, const float *x, const float *mean,
                                    const float *invstd);
 void lfs_cuda_batchnorm_backward_apply(lfs_backend *be, const lfs_bn_desc *d, float *dx,
-                                       const float *dy, const float *x, const float *gamma,
-                                       const float *mean, const float *invstd, const float *mean_dy,
-                                       const float *mean_dy_xhat);
+                                       lfs_grad_write dx_write, const float *dy, const float *x,
+                                       const float *gamma, const float *mean, const float *invstd,
+                                       const float *mean_dy, const float *mean_dy_xhat);
 void lfs_cuda_l2norm_forward(lfs_backend *be, int rows, int cols, float eps, float *y, float *norms,
                              const float *x);
 void lfs_cuda_l2norm_backward(lfs_backend *be, int rows, int cols, float eps, float *dx,
@@ -184,8 +186,9 @@ double lfs_cuda_head_loss(lfs_backend *be, const lfs_head_cfg *cfg, int B, int D
 /* cuda_pointwise.cu: PReLU, linear (cuBLAS), add, dropout, fill, axpy */
 void lfs_cuda_prelu_forward(lfs_backend *be, int n, int c, int spatial, float *y, const float *x,
                             const float *alpha);
-void lfs_cuda_prelu_backward(lfs_backend *be, int n, int c, int spatial, float *dx, float *dalpha,
-                             const float *dy, const float *x, const float *alpha);
+void lfs_cuda_prelu_backward(lfs_backend *be, int n, int c, int spatial, float *dx,
+                             lfs_grad_write dx_write, float *dalpha, const float *dy,
+                             const float *x, const float *alpha);
 void lfs_cuda_linear_forward(lfs_backend *be, int n, int in, int out, float *y, const float *x,
                              const float *w, const float *b);
 void lfs_cuda_linear_backward(lfs_backend *be, int n, int in, int out, float *dx, float *dw,

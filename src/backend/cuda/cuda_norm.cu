@@ -257,28 +257,31 @@ void lfs_cuda_batchnorm_grad_terms(lfs_backend *be, const lfs_bn_desc *d,
   LFS_CUDA_LAUNCHED();
 }
 
+/* set: dx = 0 + v without reading dx (its only writer); otherwise dx += v */
 static __global__ void bn_backward_kernel(float *dx, const float *dy, const float *x,
                                           const float *gamma, const float *mean,
                                           const float *invstd, const float *mean_dy,
                                           const float *mean_dy_xhat, lfs_cuda_channel_of k,
-                                          uint32_t count) {
+                                          uint32_t count, int set) {
   LFS_CUDA_GRID_STRIDE32(i, count) {
     const uint32_t ch = lfs_cuda_channel(i, k);
     const float g = gamma[ch] * invstd[ch], m = mean[ch], s = invstd[ch];
-    dx[i] += g * (dy[i] - mean_dy[ch] - (x[i] - m) * s * mean_dy_xhat[ch]);
+    const float v = g * (dy[i] - mean_dy[ch] - (x[i] - m) * s * mean_dy_xhat[ch]);
+    dx[i] = (set ? 0.0f : dx[i]) + v;
   }
 }
 
 void lfs_cuda_batchnorm_backward_apply(lfs_backend *be, const lfs_bn_desc *d, float *dx,
-                                       const float *dy, const float *x, const float *gamma,
-                                       const float *mean, const float *invstd, const float *mean_dy,
-                                       const float *mean_dy_xhat) {
+                                       lfs_grad_write dx_write, const float *dy, const float *x,
+                                       const float *gamma, const float *mean, const float *invstd,
+                                       const float *mean_dy, const float *mean_dy_xhat) {
   (void)be;
   const size_t count = (size_t)d->n * d->c * d->spatial;
   if (!count) return;
   const lfs_cuda_channel_of k = lfs_cuda_channels(d->n, d->c, d->spatial);
   bn_backward_kernel<<<lfs_cuda_blocks(count), LFS_CUDA_THREADS>>>(
-      dx, dy, x, gamma, mean, invstd, mean_dy, mean_dy_xhat, k, (uint32_t)count);
+      dx, dy, x, gamma, mean, invstd, mean_dy, mean_dy_xhat, k, (uint32_t)count,
+      dx_write == LFS_GRAD_SET);
   LFS_CUDA_LAUNCHED();
 }
 

@@ -68,10 +68,13 @@ static __global__ void prelu_forward_kernel(float *y, const float *x, const floa
   }
 }
 
+/* set: dx = 0 + g without reading dx (its only writer); otherwise dx += g */
 static __global__ void prelu_dx_kernel(float *dx, const float *dy, const float *x,
-                                       const float *alpha, lfs_cuda_channel_of k, uint32_t count) {
+                                       const float *alpha, lfs_cuda_channel_of k, uint32_t count,
+                                       int set) {
   LFS_CUDA_GRID_STRIDE32(i, count) {
-    dx[i] += dy[i] * (x[i] > 0.0f ? 1.0f : alpha[lfs_cuda_channel(i, k)]);
+    const float g = dy[i] * (x[i] > 0.0f ? 1.0f : alpha[lfs_cuda_channel(i, k)]);
+    dx[i] = (set ? 0.0f : dx[i]) + g;
   }
 }
 
@@ -91,8 +94,9 @@ void lfs_cuda_prelu_forward(lfs_backend *be, int n, int c, int spatial, float *y
   LFS_CUDA_LAUNCHED();
 }
 
-void lfs_cuda_prelu_backward(lfs_backend *be, int n, int c, int spatial, float *dx, float *dalpha,
-                             const float *dy, const float *x, const float *alpha) {
+void lfs_cuda_prelu_backward(lfs_backend *be, int n, int c, int spatial, float *dx,
+                             lfs_grad_write dx_write, float *dalpha, const float *dy,
+                             const float *x, const float *alpha) {
   const size_t count = (size_t)n * c * spatial;
   if (!count) return;
   const lfs_cuda_channel_of k = lfs_cuda_channels(n, c, spatial);
@@ -104,8 +108,8 @@ void lfs_cuda_prelu_backward(lfs_backend *be, int n, int c, int spatial, float *
     LFS_CUDA_LAUNCHED();
   }
   if (dx) {
-    prelu_dx_kernel<<<lfs_cuda_blocks(count), LFS_CUDA_THREADS>>>(dx, dy, x, alpha, k,
-                                                                  (uint32_t)count);
+    prelu_dx_kernel<<<lfs_cuda_blocks(count), LFS_CUDA_THREADS>>>(
+        dx, dy, x, alpha, k, (uint32_t)count, dx_write == LFS_GRAD_SET);
     LFS_CUDA_LAUNCHED();
   }
 }
