@@ -163,6 +163,7 @@ bench_torch() { # MODEL CLASSES; LFS_DEVICE_TORCH="r50" limits the baselines (ab
 bench_pair r50 85742
 bench_torch r50 85742
 bench_pair r50 85742 LFS_CUDA_CONV=fastest # what determinism costs
+bench_pair r50 85742 LFS_GRAD_SET=0 # every gradient zeroed and added to: what setting saves
 bench_pair r50 85742 LFS_PROFILE=1 # the step's time by op (each op between synchronisations)
 bench_pair r50 100
 bench_torch r50 100
