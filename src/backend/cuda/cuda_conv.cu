@@ -3,12 +3,13 @@
  * forward, backward-data and backward-filter algorithms cuDNN's heuristics rank
  * first among the deterministic ones whose workspace fits (LFS_CUDA_CONV=find:
  * the fastest of them by cuDNN's own timing; LFS_CUDA_CONV=fastest: the fastest
- * of all, deterministic or not, as cudnn.benchmark does), kept for the life of
- * the process. The
- * workspace is the context's, grown to the largest plan. Backward accumulates
- * (beta = 1), as every backward of the interface does. A geometry for which
- * cuDNN offers no algorithm, or every geometry under LFS_CUDA_CONV=gemm (or
- * lfs_cuda_set_conv_gemm), runs as im2col + cuBLAS (cuda_conv_gemm.cu). */
+ * of all, deterministic or not, as cudnn.benchmark does), each run with the
+ * math type it was ranked with, kept for the life of the process. The
+ * workspace is the context's, grown to the largest plan. Backward data adds to
+ * dx (beta = 1) or, as dx's only writer (LFS_GRAD_SET), sets it (beta = 0). A
+ * geometry for which cuDNN offers no algorithm, or every geometry under
+ * LFS_CUDA_CONV=gemm (or lfs_cuda_set_conv_gemm), runs as im2col + cuBLAS
+ * (cuda_conv_gemm.cu). */
 #include <string.h>
 
 #include "backend/cuda/cuda_internal.h"
@@ -19,6 +20,8 @@ static const size_t max_workspace = (size_t)1 << 30;
 struct lfs_cuda_conv_plan {
   lfs_conv_desc d;
   int math_tf32;
+  /* the math type cuDNN ranked each pass's algorithm with (forward, data, filter) */
+  cudnnMathType_t math[3];
   int gemm; /* im2col + cuBLAS instead of cuDNN */
   cudnnTensorDescriptor_t x, y, bias;
   cudnnFilterDescriptor_t w;
@@ -28,6 +31,17 @@ struct lfs_cuda_conv_plan {
   cudnnConvolutionBwdFilterAlgo_t bwd_filter;
   size_t ws_fwd, ws_data, ws_filter;
 };
+
+static cudnnMathType_t base_math(int tf32) { return tf32 ? CUDNN_DEFAULT_MATH : CUDNN_FMA_MATH; }
+
+/* A ranked algorithm runs with the math type it was ranked with (cuDNN tells the
+ * tensor-core kernels apart by both); never one that converts float32 to half,
+ * and FMA alone when TF32 is off. */
+static cudnnMathType_t usable_math(int tf32, cudnnMathType_t ranked) {
+  if (!tf32) return CUDNN_FMA_MATH;
+  return ranked == CUDNN_DEFAULT_MATH || ranked == CUDNN_TENSOR_OP_MATH ? ranked
+                                                                        : CUDNN_DEFAULT_MATH;
+}
 
 static void make_descriptors(lfs_cuda_conv_plan *p, const lfs_conv_desc *d, int tf32) {
   LFS_CUDNN_CHECK(cudnnCreateTensorDescriptor(&p->x));
@@ -46,8 +60,9 @@ static void make_descriptors(lfs_cuda_conv_plan *p, const lfs_conv_desc *d, int 
   LFS_CUDNN_CHECK(cudnnSetConvolution2dDescriptor(p->conv, d->pad, d->pad, d->stride, d->stride, 1,
                                                   1, CUDNN_CROSS_CORRELATION, CUDNN_DATA_FLOAT));
   LFS_CUDNN_CHECK(cudnnSetConvolutionGroupCount(p->conv, d->groups));
-  /* FMA math keeps float32 products; tensor-op math lets cuDNN use TF32 */
-  LFS_CUDNN_CHECK(cudnnSetConvolutionMathType(p->conv, tf32 ? CUDNN_TENSOR_OP_MATH : CUDNN_FMA_MATH));
+  /* FMA math keeps float32 products; default math lets cuDNN use TF32 on float32
+   * (as PyTorch asks for it) */
+  LFS_CUDNN_CHECK(cudnnSetConvolutionMathType(p->conv, base_math(tf32)));
   int n = 0, c = 0, h = 0, w = 0;
   LFS_CUDNN_CHECK(cudnnGetConvolution2dForwardOutputDim(p->conv, p->x, p->w, &n, &c, &h, &w));
   if (n != d->n || c != d->out_c || h != d->out_h || w != d->out_w)
@@ -74,6 +89,7 @@ static void make_descriptors(lfs_cuda_conv_plan *p, const lfs_conv_desc *d, int 
     } else {                                                                                \
       algo = perf[chosen].algo;                                                             \
       bytes = perf[chosen].memory;                                                          \
+      math = perf[chosen].mathType;                                                         \
     }                                                                                       \
   } while (0)
 
@@ -82,6 +98,7 @@ static int choose_algorithms(lfs_cuda_ctx *c, lfs_cuda_conv_plan *p) {
   int ok = 1;
   {
     cudnnConvolutionFwdAlgo_t algo = CUDNN_CONVOLUTION_FWD_ALGO_IMPLICIT_GEMM;
+    cudnnMathType_t math = base_math(c->tf32);
     size_t bytes = 0;
     if (c->conv_find)
       PICK_ALGORITHM(cudnnFindConvolutionForwardAlgorithm, cudnnConvolutionFwdAlgoPerf_t, c->dnn,
@@ -89,10 +106,11 @@ static int choose_algorithms(lfs_cuda_ctx *c, lfs_cuda_conv_plan *p) {
     else
       PICK_ALGORITHM(cudnnGetConvolutionForwardAlgorithm_v7, cudnnConvolutionFwdAlgoPerf_t, c->dnn,
                      p->x, p->w, p->conv, p->y);
-    p->fwd = algo, p->ws_fwd = bytes;
+    p->fwd = algo, p->ws_fwd = bytes, p->math[0] = usable_math(c->tf32, math);
   }
   {
     cudnnConvolutionBwdDataAlgo_t algo = CUDNN_CONVOLUTION_BWD_DATA_ALGO_0;
+    cudnnMathType_t math = base_math(c->tf32);
     size_t bytes = 0;
     if (c->conv_find)
       PICK_ALGORITHM(cudnnFindConvolutionBackwardDataAlgorithm, cudnnConvolutionBwdDataAlgoPerf_t,
@@ -100,10 +118,11 @@ static int choose_algorithms(lfs_cuda_ctx *c, lfs_cuda_conv_plan *p) {
     else
       PICK_ALGORITHM(cudnnGetConvolutionBackwardDataAlgorithm_v7, cudnnConvolutionBwdDataAlgoPerf_t,
                      c->dnn, p->w, p->y, p->conv, p->x);
-    p->bwd_data = algo, p->ws_data = bytes;
+    p->bwd_data = algo, p->ws_data = bytes, p->math[1] = usable_math(c->tf32, math);
   }
   {
     cudnnConvolutionBwdFilterAlgo_t algo = CUDNN_CONVOLUTION_BWD_FILTER_ALGO_0;
+    cudnnMathType_t math = base_math(c->tf32);
     size_t bytes = 0;
     if (c->conv_find)
       PICK_ALGORITHM(cudnnFindConvolutionBackwardFilterAlgorithm,
@@ -111,7 +130,7 @@ static int choose_algorithms(lfs_cuda_ctx *c, lfs_cuda_conv_plan *p) {
     else
       PICK_ALGORITHM(cudnnGetConvolutionBackwardFilterAlgorithm_v7,
                      cudnnConvolutionBwdFilterAlgoPerf_t, c->dnn, p->x, p->y, p->conv, p->w);
-    p->bwd_filter = algo, p->ws_filter = bytes;
+    p->bwd_filter = algo, p->ws_filter = bytes, p->math[2] = usable_math(c->tf32, math);
   }
   return ok;
 }
@@ -147,6 +166,7 @@ void lfs_cuda_conv2d_forward(lfs_backend *be, const lfs_conv_desc *d, float *y, 
   }
   const float one = 1.0f, zero = 0.0f;
   void *ws = lfs_cuda_workspace(c, p->ws_fwd);
+  LFS_CUDNN_CHECK(cudnnSetConvolutionMathType(p->conv, p->math[0]));
   LFS_CUDNN_CHECK(cudnnConvolutionForward(c->dnn, &one, p->x, x, p->w, w, p->conv, p->fwd, ws,
                                           p->ws_fwd, &zero, p->y, y));
   if (b && d->has_bias) LFS_CUDNN_CHECK(cudnnAddTensor(c->dnn, &one, p->bias, b, &one, p->y, y));
@@ -165,11 +185,13 @@ void lfs_cuda_conv2d_backward(lfs_backend *be, const lfs_conv_desc *d, float *dx
   if (dx) { /* beta 0: dx's only writer sets it (cuDNN then does not read it) */
     void *ws = lfs_cuda_workspace(c, p->ws_data);
     const float *beta = dx_write == LFS_GRAD_SET ? &zero : &one;
+    LFS_CUDNN_CHECK(cudnnSetConvolutionMathType(p->conv, p->math[1]));
     LFS_CUDNN_CHECK(cudnnConvolutionBackwardData(c->dnn, &one, p->w, w, p->y, dy, p->conv,
                                                  p->bwd_data, ws, p->ws_data, beta, p->x, dx));
   }
   if (dw) {
     void *ws = lfs_cuda_workspace(c, p->ws_filter);
+    LFS_CUDNN_CHECK(cudnnSetConvolutionMathType(p->conv, p->math[2]));
     LFS_CUDNN_CHECK(cudnnConvolutionBackwardFilter(c->dnn, &one, p->x, x, p->y, dy, p->conv,
                                                    p->bwd_filter, ws, p->ws_filter, &one, p->w, dw));
   }
