@@ -161,23 +161,41 @@ static void test_elementwise(void) {
   free_pair(&a), free_pair(&b), free_pair(&y), free_pair(&w), free_pair(&v);
 }
 
-static void test_prelu(void) {
-  const int n = 3, c = 17, s = 49;
+static void check_prelu(int n, int c, int s, const char *name, const pair *p, double rtol) {
+  char what[96];
+  snprintf(what, sizeof what, "prelu %dx%dx%d %s", n, c, s, name);
+  check_pair(what, p, rtol);
+}
+
+/* PReLU at one size: forward, then backward adding to dx and to dalpha, setting
+ * dx with dalpha (one pass on a GPU), and setting dx alone. */
+static void test_prelu_at(int n, int c, int s) {
   const size_t count = (size_t)n * c * s;
   pair x = make_pair(count, -1, 1, 4), al = make_pair(c, 0, 0.5f, 5), y = make_pair(count, 0, 0, 6);
   pair dy = make_pair(count, -1, 1, 7), dx = make_pair(count, -1, 1, 8), da = make_pair(c, -1, 1, 9);
   cpu->ops->prelu_forward(cpu, n, c, s, y.c, x.c, al.c);
   gpu->ops->prelu_forward(gpu, n, c, s, y.g, x.g, al.g);
-  check_pair("prelu forward", &y, 1e-7);
+  check_prelu(n, c, s, "forward", &y, 1e-7);
   cpu->ops->prelu_backward(cpu, n, c, s, dx.c, LFS_GRAD_ADD, da.c, dy.c, x.c, al.c);
   gpu->ops->prelu_backward(gpu, n, c, s, dx.g, LFS_GRAD_ADD, da.g, dy.g, x.g, al.g);
-  check_pair("prelu backward dx (accumulates)", &dx, 1e-7);
-  check_pair("prelu backward dalpha (accumulates)", &da, 1e-6);
+  check_prelu(n, c, s, "backward dx (accumulates)", &dx, 1e-7);
+  check_prelu(n, c, s, "backward dalpha (accumulates)", &da, 1e-6);
+  poison(&dx);
+  cpu->ops->prelu_backward(cpu, n, c, s, dx.c, LFS_GRAD_SET, da.c, dy.c, x.c, al.c);
+  gpu->ops->prelu_backward(gpu, n, c, s, dx.g, LFS_GRAD_SET, da.g, dy.g, x.g, al.g);
+  check_prelu(n, c, s, "backward dx (sets, with dalpha)", &dx, 1e-7);
+  check_prelu(n, c, s, "backward dalpha (with dx set)", &da, 1e-6);
   poison(&dx);
   cpu->ops->prelu_backward(cpu, n, c, s, dx.c, LFS_GRAD_SET, NULL, dy.c, x.c, al.c);
   gpu->ops->prelu_backward(gpu, n, c, s, dx.g, LFS_GRAD_SET, NULL, dy.g, x.g, al.g);
-  check_pair("prelu backward dx (sets)", &dx, 1e-7);
+  check_prelu(n, c, s, "backward dx (sets)", &dx, 1e-7);
   free_pair(&x), free_pair(&al), free_pair(&y), free_pair(&dy), free_pair(&dx), free_pair(&da);
+}
+
+static void test_prelu(void) {
+  test_prelu_at(3, 17, 49);
+  /* a plane of 4k values: 4 at a time on a GPU, each channel over several blocks */
+  test_prelu_at(16, 6, 1024);
 }
 
 static void test_linear(void) {
@@ -216,11 +234,14 @@ static void test_l2norm(void) {
   free_pair(&x), free_pair(&y), free_pair(&nrm), free_pair(&dy), free_pair(&dx);
 }
 
-/* A stand-in for the other ranks of a synchronised-BN group: adds a fixed
- * amount to every sum, as their contributions would (and 60 to the count). */
+/* A stand-in for the other ranks of a synchronised-BN group: two ranks that
+ * hold this rank's batch, so every sum, and the count, triples. Any correct
+ * way of summing the statistics over a group agrees with it: the CPU's (the
+ * sums, then the squared deviations from the group's mean) and the GPU's (the
+ * sums of values and squares at once). */
 static void other_ranks(double *buf, int count, void *ctx) {
   (void)ctx;
-  for (int i = 0; i < count; i++) buf[i] += 0.25 * (i % 7) + 60.0 * (i == count - 1);
+  for (int i = 0; i < count; i++) buf[i] *= 3.0;
 }
 
 /* One of batch norm's per-channel outputs, named "<op> <size> <mode>: <name>". */

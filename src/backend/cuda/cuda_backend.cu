@@ -1,7 +1,8 @@
 /* cuda_backend.cu: the CUDA backend: one context per process on the GPU of the
  * rank's node-local index, device memory, checked calls with useful messages,
  * and the function table of include/lfs/backend.h. Kernels live in
- * cuda_pointwise.cu and cuda_norm.cu, convolutions (cuDNN) in cuda_conv.cu. */
+ * cuda_pointwise.cu, cuda_norm.cu and cuda_channel.cu, the margin head in
+ * cuda_head.cu, convolutions (cuDNN) in cuda_conv.cu. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -17,6 +18,10 @@ static lfs_cuda_ctx *ctx_of(lfs_backend *be) { return lfs_cuda_ctx_of(be); }
 void lfs_cuda_malloc(lfs_cuda_ctx *c, void **p, size_t bytes, const char *what) {
   const cudaError_t rc = cudaMalloc(p, bytes);
   if (rc == cudaSuccess) return;
+  /* anything else is an earlier fault surfacing here (a kernel's bad address,
+   * say), not a lack of memory: the user must not be told to shrink the batch */
+  if (rc != cudaErrorMemoryAllocation)
+    lfs_cuda_fail("cudaMalloc", cudaGetErrorString(rc), __FILE__, __LINE__);
   (void)cudaGetLastError(); /* the failure is reported here, not by the next check */
   size_t free_b = 0, total_b = 0;
   cudaMemGetInfo(&free_b, &total_b);

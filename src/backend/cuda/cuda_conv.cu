@@ -34,13 +34,13 @@ struct lfs_cuda_conv_plan {
 
 static cudnnMathType_t base_math(int tf32) { return tf32 ? CUDNN_DEFAULT_MATH : CUDNN_FMA_MATH; }
 
-/* A ranked algorithm runs with the math type it was ranked with (cuDNN tells the
- * tensor-core kernels apart by both); never one that converts float32 to half,
- * and FMA alone when TF32 is off. */
-static cudnnMathType_t usable_math(int tf32, cudnnMathType_t ranked) {
-  if (!tf32) return CUDNN_FMA_MATH;
-  return ranked == CUDNN_DEFAULT_MATH || ranked == CUDNN_TENSOR_OP_MATH ? ranked
-                                                                        : CUDNN_DEFAULT_MATH;
+/* Whether a ranked algorithm's math type may run: FMA always; tensor-core math
+ * (TF32 on float32) only with TF32 on; never one that converts float32 to
+ * half. The algorithm then runs with that math type, for which its workspace
+ * size was given. */
+static int math_usable(int tf32, cudnnMathType_t ranked) {
+  return ranked == CUDNN_FMA_MATH ||
+         (tf32 && (ranked == CUDNN_DEFAULT_MATH || ranked == CUDNN_TENSOR_OP_MATH));
 }
 
 static void make_descriptors(lfs_cuda_conv_plan *p, const lfs_conv_desc *d, int tf32) {
@@ -82,6 +82,7 @@ static void make_descriptors(lfs_cuda_conv_plan *p, const lfs_conv_desc *d, int 
     for (int pass = 0; pass < 2 && chosen < 0; pass++)                                      \
       for (int i = 0; i < found && chosen < 0; i++)                                         \
         if (perf[i].status == CUDNN_STATUS_SUCCESS && perf[i].memory <= max_workspace &&    \
+            math_usable(c->tf32, perf[i].mathType) &&                                       \
             (pass == 1 || c->conv_any || perf[i].determinism == CUDNN_DETERMINISTIC))       \
           chosen = i;                                                                       \
     if (chosen < 0) {                                                                       \
@@ -106,7 +107,7 @@ static int choose_algorithms(lfs_cuda_ctx *c, lfs_cuda_conv_plan *p) {
     else
       PICK_ALGORITHM(cudnnGetConvolutionForwardAlgorithm_v7, cudnnConvolutionFwdAlgoPerf_t, c->dnn,
                      p->x, p->w, p->conv, p->y);
-    p->fwd = algo, p->ws_fwd = bytes, p->math[0] = usable_math(c->tf32, math);
+    p->fwd = algo, p->ws_fwd = bytes, p->math[0] = math;
   }
   {
     cudnnConvolutionBwdDataAlgo_t algo = CUDNN_CONVOLUTION_BWD_DATA_ALGO_0;
@@ -118,7 +119,7 @@ static int choose_algorithms(lfs_cuda_ctx *c, lfs_cuda_conv_plan *p) {
     else
       PICK_ALGORITHM(cudnnGetConvolutionBackwardDataAlgorithm_v7, cudnnConvolutionBwdDataAlgoPerf_t,
                      c->dnn, p->w, p->y, p->conv, p->x);
-    p->bwd_data = algo, p->ws_data = bytes, p->math[1] = usable_math(c->tf32, math);
+    p->bwd_data = algo, p->ws_data = bytes, p->math[1] = math;
   }
   {
     cudnnConvolutionBwdFilterAlgo_t algo = CUDNN_CONVOLUTION_BWD_FILTER_ALGO_0;
@@ -130,7 +131,7 @@ static int choose_algorithms(lfs_cuda_ctx *c, lfs_cuda_conv_plan *p) {
     else
       PICK_ALGORITHM(cudnnGetConvolutionBackwardFilterAlgorithm_v7,
                      cudnnConvolutionBwdFilterAlgoPerf_t, c->dnn, p->x, p->y, p->conv, p->w);
-    p->bwd_filter = algo, p->ws_filter = bytes, p->math[2] = usable_math(c->tf32, math);
+    p->bwd_filter = algo, p->ws_filter = bytes, p->math[2] = math;
   }
   return ok;
 }

@@ -12,6 +12,7 @@
 #include <cuda_runtime.h>
 #include <cudnn.h>
 #include <stddef.h>
+#include <stdint.h>
 
 /* lfs/log.h is C11: its _Noreturn is C++11's [[noreturn]] */
 #ifndef _Noreturn
@@ -45,6 +46,7 @@ typedef struct {
   void *head_scratch;       /* the margin head's per-call scratch, grown on demand */
   size_t head_bytes;
   int multiprocessors;      /* of the device, to size reductions */
+  int channel_resident[8];  /* blocks of each per-channel reduction an SM holds, 0: not asked */
   struct lfs_cuda_conv_plan *plans; /* one per convolution geometry seen */
   int nplans, cap_plans;
 } lfs_cuda_ctx;
@@ -118,20 +120,71 @@ static __device__ __forceinline__ uint32_t lfs_cuda_channel(uint32_t i, lfs_cuda
   return lfs_fastdiv_mod(lfs_fastdiv_div(i, k.spatial), k.c);
 }
 
-/* What lfs_cuda_channel_sums adds up, per element i of channel ch. */
-enum {
-  LFS_CUDA_SUM_X,     /* x[i] */
-  LFS_CUDA_SUM_CROSS, /* (x[i] - shift_x[ch]) * (y[i] - shift_y[ch]) (a NULL shift is 0) */
-  LFS_CUDA_SUM_PRELU, /* x[i] * min(y[i], 0): PReLU's alpha gradient, x = dy, y = input */
-  LFS_CUDA_SUM_GRAD   /* two outputs: x[i], and x[i] * (y[i] - shift_y[ch]) (BN backward) */
+/* ---- groups of 1 or 4 floats: 16-byte loads and stores where the data allows ---- */
+
+template <int VEC> struct lfs_vecf {
+  float v[VEC];
 };
+static __device__ __forceinline__ void lfs_cuda_load(lfs_vecf<1> &r, const float *p) { r.v[0] = *p; }
+static __device__ __forceinline__ void lfs_cuda_load(lfs_vecf<4> &r, const float *p) {
+  const float4 q = *reinterpret_cast<const float4 *>(p);
+  r.v[0] = q.x, r.v[1] = q.y, r.v[2] = q.z, r.v[3] = q.w;
+}
+static __device__ __forceinline__ void lfs_cuda_store(float *p, const lfs_vecf<1> &r) { *p = r.v[0]; }
+static __device__ __forceinline__ void lfs_cuda_store(float *p, const lfs_vecf<4> &r) {
+  *reinterpret_cast<float4 *>(p) = make_float4(r.v[0], r.v[1], r.v[2], r.v[3]);
+}
+/* Whether a per-channel kernel over [n, c, spatial] may take 4 values at a
+ * time: the plane is a multiple of 4 (no group straddles two channels) and
+ * every tensor it touches (NULL: none) starts on 16 bytes. */
+static inline int lfs_cuda_vec4(int spatial, const void *a, const void *b, const void *c,
+                                const void *d) {
+  const uintptr_t any = (uintptr_t)a | (uintptr_t)b | (uintptr_t)c | (uintptr_t)d;
+  return spatial % 4 == 0 && (any & 15) == 0;
+}
+
+/* Element-wise work on [n, c, spatial] in groups of Op::vec values of one
+ * channel: op(i, ch) for the group starting at flat index i. */
+template <class Op>
+static __global__ void lfs_cuda_channel_map_kernel(Op op, lfs_cuda_channel_of k, uint32_t groups) {
+  LFS_CUDA_GRID_STRIDE32(g, groups) {
+    const uint32_t i = g * Op::vec;
+    op(i, lfs_cuda_channel(i, k));
+  }
+}
+template <class Op> static void lfs_cuda_channel_map(const Op &op, int n, int c, int spatial) {
+  const size_t count = (size_t)n * c * spatial;
+  if (!count) return;
+  const lfs_cuda_channel_of k = lfs_cuda_channels(n, c, spatial);
+  const size_t groups = count / Op::vec;
+  lfs_cuda_channel_map_kernel<Op><<<lfs_cuda_blocks(groups), LFS_CUDA_THREADS>>>(op, k,
+                                                                               (uint32_t)groups);
+  LFS_CUDA_LAUNCHED();
+}
+
+/* ---- per-channel sums (cuda_channel.cu) ---- */
+
+/* What lfs_cuda_channel_sums adds up over each channel, in double. */
+enum {
+  LFS_CUDA_SUM_MOMENTS, /* two outputs: x, and x^2 (batch norm's statistics) */
+  LFS_CUDA_SUM_GRAD,    /* two outputs: x, and x (y - shift[ch]) (batch norm's backward; x = dy) */
+  LFS_CUDA_SUM_PRELU,   /* x min(y, 0): PReLU's alpha gradient, x = dy, y = input; with dx set,
+                           also writes PReLU's input gradient on the same pass */
+  LFS_CUDA_SUM_TERMS
+};
+typedef struct {
+  const float *x, *y;  /* [n, c, spatial]; y is not read by LFS_CUDA_SUM_MOMENTS */
+  const float *shift;  /* [c], LFS_CUDA_SUM_GRAD */
+  float *dx;           /* [n, c, spatial], LFS_CUDA_SUM_PRELU: x alpha-or-1, or NULL */
+  const float *alpha;  /* [c], LFS_CUDA_SUM_PRELU with dx */
+  int set_dx;          /* dx = 0 + g (dx's only writer) rather than dx += g */
+} lfs_cuda_channel_operands;
 /* out [outputs * c] (device): the per-channel sums in double, output o of
  * channel ch at out[o * c + ch]. Each channel is split over several blocks so
- * that the whole device works; partial sums are combined in a fixed order,
- * so the result is the same on every run. */
-void lfs_cuda_channel_sums(lfs_cuda_ctx *ctx, double *out, int term, const float *x,
-                           const float *shift_x, const float *y, const float *shift_y, int n,
-                           int c, int spatial);
+ * that the whole device works (channel_span.h); partial sums are combined in a
+ * fixed order, so the result is the same on every run on one device. */
+void lfs_cuda_channel_sums(lfs_cuda_ctx *ctx, double *out, int term,
+                           const lfs_cuda_channel_operands *a, int n, int c, int spatial);
 
 /* cudaMalloc; out of memory stops the rank naming `what` (NULL: the purpose
  * set by lfs_backend_set_purpose), the size and the memory left. */

@@ -60,23 +60,37 @@ void lfs_cuda_sgd_step(lfs_backend *be, float *w, float *v, const float *g, size
 
 /* ---- PReLU ---- */
 
-static __global__ void prelu_forward_kernel(float *y, const float *x, const float *alpha,
-                                            lfs_cuda_channel_of k, uint32_t count) {
-  LFS_CUDA_GRID_STRIDE32(i, count) {
-    const float v = x[i];
-    y[i] = v * (v > 0.0f ? 1.0f : alpha[lfs_cuda_channel(i, k)]);
+template <int VEC> struct prelu_forward_op {
+  static const int vec = VEC;
+  float *y;
+  const float *x, *alpha;
+  __device__ void operator()(uint32_t i, uint32_t ch) const {
+    const float a = alpha[ch];
+    lfs_vecf<VEC> v;
+    lfs_cuda_load(v, x + i);
+#pragma unroll
+    for (int l = 0; l < VEC; l++) v.v[l] = v.v[l] * (v.v[l] > 0.0f ? 1.0f : a);
+    lfs_cuda_store(y + i, v);
   }
-}
+};
 
 /* set: dx = 0 + g without reading dx (its only writer); otherwise dx += g */
-static __global__ void prelu_dx_kernel(float *dx, const float *dy, const float *x,
-                                       const float *alpha, lfs_cuda_channel_of k, uint32_t count,
-                                       int set) {
-  LFS_CUDA_GRID_STRIDE32(i, count) {
-    const float g = dy[i] * (x[i] > 0.0f ? 1.0f : alpha[lfs_cuda_channel(i, k)]);
-    dx[i] = (set ? 0.0f : dx[i]) + g;
+template <int VEC> struct prelu_dx_op {
+  static const int vec = VEC;
+  float *dx;
+  const float *dy, *x, *alpha;
+  int set;
+  __device__ void operator()(uint32_t i, uint32_t ch) const {
+    const float a = alpha[ch];
+    lfs_vecf<VEC> g, xv, out = {};
+    lfs_cuda_load(g, dy + i);
+    lfs_cuda_load(xv, x + i);
+    if (!set) lfs_cuda_load(out, dx + i);
+#pragma unroll
+    for (int l = 0; l < VEC; l++) out.v[l] = out.v[l] + g.v[l] * (xv.v[l] > 0.0f ? 1.0f : a);
+    lfs_cuda_store(dx + i, out);
   }
-}
+};
 
 /* dalpha[ch] += its channel sum of dy * min(x, 0) */
 static __global__ void add_sums_kernel(float *dalpha, const double *sums, int c) {
@@ -86,31 +100,30 @@ static __global__ void add_sums_kernel(float *dalpha, const double *sums, int c)
 void lfs_cuda_prelu_forward(lfs_backend *be, int n, int c, int spatial, float *y, const float *x,
                             const float *alpha) {
   (void)be;
-  const size_t count = (size_t)n * c * spatial;
-  if (!count) return;
-  const lfs_cuda_channel_of k = lfs_cuda_channels(n, c, spatial);
-  prelu_forward_kernel<<<lfs_cuda_blocks(count), LFS_CUDA_THREADS>>>(y, x, alpha, k,
-                                                                     (uint32_t)count);
-  LFS_CUDA_LAUNCHED();
+  if (lfs_cuda_vec4(spatial, y, x, NULL, NULL))
+    lfs_cuda_channel_map(prelu_forward_op<4>{y, x, alpha}, n, c, spatial);
+  else
+    lfs_cuda_channel_map(prelu_forward_op<1>{y, x, alpha}, n, c, spatial);
 }
 
+/* With dalpha, one pass over dy and x yields both gradients (cuda_channel.cu). */
 void lfs_cuda_prelu_backward(lfs_backend *be, int n, int c, int spatial, float *dx,
                              lfs_grad_write dx_write, float *dalpha, const float *dy,
                              const float *x, const float *alpha) {
-  const size_t count = (size_t)n * c * spatial;
-  if (!count) return;
-  const lfs_cuda_channel_of k = lfs_cuda_channels(n, c, spatial);
+  const int set = dx_write == LFS_GRAD_SET;
+  if ((size_t)n * c * spatial == 0) return;
   if (dalpha) {
     lfs_cuda_ctx *ctx = lfs_cuda_ctx_of(be);
     double *sums = lfs_cuda_stats_scratch(ctx, (size_t)c);
-    lfs_cuda_channel_sums(ctx, sums, LFS_CUDA_SUM_PRELU, dy, NULL, x, NULL, n, c, spatial);
+    const lfs_cuda_channel_operands both = {dy, x, NULL, dx, alpha, set};
+    lfs_cuda_channel_sums(ctx, sums, LFS_CUDA_SUM_PRELU, &both, n, c, spatial);
     add_sums_kernel<<<lfs_cuda_blocks((size_t)c), LFS_CUDA_THREADS>>>(dalpha, sums, c);
     LFS_CUDA_LAUNCHED();
-  }
-  if (dx) {
-    prelu_dx_kernel<<<lfs_cuda_blocks(count), LFS_CUDA_THREADS>>>(
-        dx, dy, x, alpha, k, (uint32_t)count, dx_write == LFS_GRAD_SET);
-    LFS_CUDA_LAUNCHED();
+  } else if (dx) {
+    if (lfs_cuda_vec4(spatial, dx, dy, x, NULL))
+      lfs_cuda_channel_map(prelu_dx_op<4>{dx, dy, x, alpha, set}, n, c, spatial);
+    else
+      lfs_cuda_channel_map(prelu_dx_op<1>{dx, dy, x, alpha, set}, n, c, spatial);
   }
 }
 
