@@ -6,12 +6,16 @@ ArcFace margin over K classes, backward, SGD (momentum 0.9, weight decay 5e-4).
 Input NCHW float32 [B, 3, S, S]. Prints one line: `images/s <rate>`, the best of
 `--repeats` timed runs of `--steps` steps each, after `--warmup` steps.
 Usage: torch_step.py --model tiny --size 32 --batch 64 --threads 1 [--classes 1000]
-                     [--device cuda] [--no-tf32]
+                     [--device cuda] [--no-tf32] [--profile]
 On CUDA the timed runs end with a synchronisation, and TF32 is on unless --no-tf32
-(as lfsearch's CUDA backend).
+(as lfsearch's CUDA backend). --profile then runs --steps more steps under
+torch.profiler and prints the GPU kernels' time per step, largest first, and
+the share of the convolutions' kernels: what `LFS_PROFILE=1 lfsearch bench
+--train` prints for lfsearch.
 """
 import argparse
 import math
+import re
 import time
 
 import torch
@@ -142,6 +146,7 @@ def main():
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--no-tf32", action="store_true")
+    ap.add_argument("--profile", action="store_true")
     a = ap.parse_args()
     torch.set_num_threads(a.threads)
     torch.manual_seed(1)
@@ -177,6 +182,42 @@ def main():
         sync()
         best = min(best, time.perf_counter() - t0)
     print(f"images/s {a.batch * a.steps / best:.1f}")
+    if a.profile:
+        profile(step, sync, a.steps, dev.type == "cuda")
+
+
+# cuDNN's and cuBLAS's convolution kernels and the layout transforms around them
+CONV_KERNEL = re.compile(r"conv|cudnn|xmma|implicit|dgrad|wgrad|fprop|nchwToNhwc|nhwcToNchw",
+                         re.IGNORECASE)
+
+
+def profile(step, sync, steps, cuda):
+    """Kernel time per step on CUDA (on the CPU: operators' self time)."""
+    from torch.autograd import DeviceType
+    from torch.profiler import ProfilerActivity
+    from torch.profiler import profile as torch_profile
+    activity = ProfilerActivity.CUDA if cuda else ProfilerActivity.CPU
+    with torch_profile(activities=[activity]) as prof:
+        for _ in range(steps):
+            step()
+        sync()
+    want = DeviceType.CUDA if cuda else DeviceType.CPU
+    rows = {}
+    for e in prof.events():
+        if e.device_type != want:
+            continue
+        us = e.time_range.elapsed_us() if cuda else e.self_cpu_time_total
+        row = rows.setdefault(e.name, [0, 0.0])
+        row[0] += 1
+        row[1] += us
+    total = sum(r[1] for r in rows.values())
+    conv = sum(r[1] for name, r in rows.items() if CONV_KERNEL.search(name))
+    print(f"profile: {'GPU kernels' if cuda else 'CPU operators'} {total / steps / 1000:.2f} "
+          f"ms/step, convolutions "
+          f"{conv / steps / 1000:.2f} ms ({100 * conv / max(total, 1e-9):.1f} %)")
+    print(f"{'ms/step':>9} {'calls/step':>10}  kernel")
+    for name, (calls, us) in sorted(rows.items(), key=lambda kv: -kv[1][1])[:30]:
+        print(f"{us / steps / 1000:9.3f} {calls / steps:10.1f}  {name[:110]}")
 
 
 if __name__ == "__main__":

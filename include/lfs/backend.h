@@ -211,6 +211,11 @@ int lfs_cuda_tf32(lfs_backend *be);
 /* Convolutions through im2col + cuBLAS instead of cuDNN (also LFS_CUDA_CONV=gemm):
  * the fallback where cuDNN has no algorithm, and a second opinion for tests. */
 void lfs_cuda_set_conv_gemm(lfs_backend *be, int on);
+/* Convolutions through cuDNN's graph API, where it has an engine for a pass
+ * (also LFS_CUDA_CONV=graph); lfs_cuda_conv_graph_fallbacks counts the passes
+ * it had none for, which took cuDNN's legacy entry points. */
+void lfs_cuda_set_conv_graph(lfs_backend *be, int on);
+int lfs_cuda_conv_graph_fallbacks(lfs_backend *be);
 
 /* Accelerator discovery for `lfsearch info --devices`. */
 typedef struct {

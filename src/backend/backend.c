@@ -79,4 +79,14 @@ void lfs_cuda_set_conv_gemm(lfs_backend *be, int on) {
   (void)be;
   (void)on;
 }
+
+void lfs_cuda_set_conv_graph(lfs_backend *be, int on) {
+  (void)be;
+  (void)on;
+}
+
+int lfs_cuda_conv_graph_fallbacks(lfs_backend *be) {
+  (void)be;
+  return 0;
+}
 #endif

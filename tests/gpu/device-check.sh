@@ -142,9 +142,10 @@ if [ "${LFS_DEVICE_ONLY:-}" = parity ]; then # a short lease: the correctness pa
 fi
 
 # Whole training steps at batch 128, 112x112, TF32, 85,742 classes (MS1M's
-# count): r50 also with cuDNN's fastest algorithms (deterministic or not), profiled by op, and
-# with 100 classes (the head's share of the step is the difference), each
-# beside PyTorch.
+# count): r50 also with cuDNN's fastest algorithms (deterministic or not),
+# through cuDNN's graph API, without set gradients, profiled by op (and
+# PyTorch's kernels profiled), and with 100 classes (the head's share of the
+# step is the difference), each beside PyTorch.
 BENCH="--batch 128 --size 112 --steps 10 --reps 3"
 torch_ok=0
 python3 -c "import torch; assert torch.cuda.is_available()" 2>/dev/null && torch_ok=1
@@ -154,17 +155,22 @@ bench_pair() { # MODEL CLASSES [ENV...]
   step "bench-$model-$classes${1:+-$1}" 120 "${LFS_ENV[@]}" "$@" "$LFS" bench --train "$model" $BENCH \
     --classes "$classes" --threads 8 --device cuda
 }
-bench_torch() { # MODEL CLASSES; LFS_DEVICE_TORCH="r50" limits the baselines (about 20 s each)
+bench_torch() { # MODEL CLASSES [OPTION...]; LFS_DEVICE_TORCH="r50" limits the baselines (about 20 s each)
   [ $torch_ok = 1 ] || { echo "(no PyTorch with CUDA here: no baseline)"; return; }
   case " ${LFS_DEVICE_TORCH:-r50 r100 mbf} " in *" $1 "*) ;; *) echo "(PyTorch $1: skipped)"; return ;; esac
-  step "torch-$1-$2" 180 env PYTHONUNBUFFERED=1 python3 "$ROOT/bench/torch_step.py" --model "$1" \
-    --size 112 --batch 128 --classes "$2" --steps 10 --repeats 3 --device cuda
+  local model=$1 classes=$2
+  shift 2
+  step "torch-$model-$classes${1:+-${1#--}}" 180 env PYTHONUNBUFFERED=1 python3 "$ROOT/bench/torch_step.py" \
+    --model "$model" --size 112 --batch 128 --classes "$classes" --steps 10 --repeats 3 --device cuda "$@"
 }
 bench_pair r50 85742
 bench_torch r50 85742
 bench_pair r50 85742 LFS_CUDA_CONV=fastest # what determinism costs
+bench_pair r50 85742 LFS_CUDA_CONV=graph # cuDNN's graph API (PyTorch's way in), deterministic
+bench_pair r50 85742 LFS_CUDA_CONV=graph-fastest # ... and any engine, as cudnn.benchmark
 bench_pair r50 85742 LFS_GRAD_SET=0 # every gradient zeroed and added to: what setting saves
 bench_pair r50 85742 LFS_PROFILE=1 # the step's time by op (each op between synchronisations)
+bench_torch r50 85742 --profile --repeats 1 # PyTorch's kernels by time, convolutions' share
 bench_pair r50 100
 bench_torch r50 100
 

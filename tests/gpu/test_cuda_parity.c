@@ -1,19 +1,20 @@
 /* test_cuda_parity.c: every op of the CUDA backend against the CPU reference
  * backend on the same inputs, then a whole training-mode forward and backward
  * pass of tiny (with dropout) and of r18 built on each backend with the same
- * parameters; convolutions through cuDNN and again through im2col + cuBLAS; the
- * margin head for every loss (also at 100,003 classes). TF32 is off, so the GPU
- * computes in float32 like the CPU and the tolerance is one of float32
- * rounding, scaled by each output's magnitude: |gpu - cpu| <= rtol * max(1,
- * max |cpu|); for whole networks also up to ten times what the CPU's own result
- * moves when inputs and parameters change by one ulp (a deep network's
- * gradients are that sensitive to rounding: in PyTorch too, r18's float32 and
- * float64 gradients can differ by 4e-3 of their scale). Dropout masks must
- * match exactly (the same Philox stream). Batch norm's statistics are checked
- * alone and with a stand-in group sum (synchronised BN's host round trip). Exits 77 (SKIP) where CUDA is not built or no GPU is usable. With
- * `--against cpu-staged` the same checks run against the CPU kernels behind
- * device memory, which tests the test (and the staging) on any machine: there
- * every difference must be 0. */
+ * parameters; convolutions through cuDNN, through im2col + cuBLAS and through
+ * cuDNN's graph API; the margin head for every loss (also at 100,003 classes).
+ * TF32 is off, so the GPU computes in float32 like the CPU and the tolerance
+ * is one of float32 rounding, scaled by each output's magnitude: |gpu - cpu|
+ * <= rtol * max(1, max |cpu|); for whole networks also up to ten times what
+ * the CPU's own result moves when inputs and parameters change by one ulp (a
+ * deep network's gradients are that sensitive to rounding: in PyTorch too,
+ * r18's float32 and float64 gradients can differ by 4e-3 of their scale).
+ * Dropout masks must match exactly (the same Philox stream). Batch norm's
+ * statistics are checked alone and with a stand-in group sum (synchronised
+ * BN's host round trip). Exits 77 (SKIP) where CUDA is not built or no GPU is
+ * usable. With `--against cpu-staged` the same checks run against the CPU
+ * kernels behind device memory, which tests the test (and the staging) on any
+ * machine: there every difference must be 0. */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -351,7 +352,8 @@ static void test_conv(lfs_conv_desc d, const char *what) {
 
 static void test_convolution_geometries(void);
 
-/* cuDNN, then im2col + cuBLAS, each against the CPU. */
+/* cuDNN, im2col + cuBLAS, then cuDNN's graph API, each against the CPU; the
+ * graph API must have run every pass itself (no legacy fallback). */
 static void test_convolutions(void) {
   printf(on_cuda ? "-- convolutions through cuDNN\n" : "-- convolutions\n");
   test_convolution_geometries();
@@ -360,6 +362,19 @@ static void test_convolutions(void) {
   printf("-- convolutions through im2col + cuBLAS\n");
   test_convolution_geometries();
   lfs_cuda_set_conv_gemm(gpu, 0);
+  lfs_cuda_set_conv_graph(gpu, 1);
+  printf("-- convolutions through cuDNN's graph API\n");
+  const int fallbacks = lfs_cuda_conv_graph_fallbacks(gpu);
+  test_convolution_geometries();
+  lfs_cuda_set_conv_graph(gpu, 0);
+  const int missed = lfs_cuda_conv_graph_fallbacks(gpu) - fallbacks;
+  checks++;
+  if (missed) {
+    failures++;
+    printf("FAIL graph API: %d passes fell back to the legacy path (warnings above)\n", missed);
+  } else {
+    printf("ok   graph API ran every pass of every geometry\n");
+  }
 }
 
 static void test_convolution_geometries(void) {

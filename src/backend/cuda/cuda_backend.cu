@@ -2,7 +2,8 @@
  * rank's node-local index, device memory, checked calls with useful messages,
  * and the function table of include/lfs/backend.h. Kernels live in
  * cuda_pointwise.cu, cuda_norm.cu and cuda_channel.cu, the margin head in
- * cuda_head.cu, convolutions (cuDNN) in cuda_conv.cu. */
+ * cuda_head.cu, convolutions (cuDNN) in cuda_conv.cu, cuda_conv_graph.cu and
+ * cuda_conv_gemm.cu. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -159,15 +160,18 @@ static int tf32_default(void) {
   return !(e && !strcmp(e, "0"));
 }
 
-/* LFS_CUDA_CONV: "gemm", "find", "fastest", or unset (a typo is said, not ignored). */
+/* LFS_CUDA_CONV: "gemm", "find", "fastest", "graph", "graph-fastest", or unset
+ * (a typo is said, not ignored). */
 static void conv_choice(lfs_cuda_ctx *c) {
   const char *conv = getenv("LFS_CUDA_CONV");
   if (!conv || !*conv) return;
   c->conv_gemm = !strcmp(conv, "gemm");
-  c->conv_any = !strcmp(conv, "fastest");
-  c->conv_find = c->conv_any || !strcmp(conv, "find");
-  if (!c->conv_gemm && !c->conv_find)
-    lfs_warn("LFS_CUDA_CONV=%s is not gemm, find or fastest: cuDNN's heuristics choose", conv);
+  c->conv_graph = !strcmp(conv, "graph") || !strcmp(conv, "graph-fastest");
+  c->conv_any = !strcmp(conv, "fastest") || !strcmp(conv, "graph-fastest");
+  c->conv_find = !strcmp(conv, "fastest") || !strcmp(conv, "find");
+  if (!c->conv_gemm && !c->conv_find && !c->conv_graph)
+    lfs_warn("LFS_CUDA_CONV=%s is not gemm, find, fastest, graph or graph-fastest: cuDNN's "
+             "heuristics choose", conv);
 }
 
 static lfs_backend cuda_backend;
@@ -199,7 +203,8 @@ static int create(void) {
   c->tf32 = tf32_default();
   /* "gemm": im2col + cuBLAS everywhere; "find": cuDNN's deterministic algorithms
    * by timing; "fastest": any algorithm by timing (runs may then differ in the
-   * last bits, as PyTorch's with cudnn.benchmark) */
+   * last bits, as PyTorch's with cudnn.benchmark); "graph", "graph-fastest":
+   * the same through cuDNN's graph API (cuda_conv_graph.cu) */
   conv_choice(c);
   apply_math_mode(c);
   cuda_backend.ops = &cuda_ops;
@@ -226,3 +231,11 @@ extern "C" void lfs_cuda_set_tf32(lfs_backend *be, int on) {
 extern "C" int lfs_cuda_tf32(lfs_backend *be) { return ctx_of(be)->tf32; }
 
 extern "C" void lfs_cuda_set_conv_gemm(lfs_backend *be, int on) { ctx_of(be)->conv_gemm = on != 0; }
+
+extern "C" void lfs_cuda_set_conv_graph(lfs_backend *be, int on) {
+  ctx_of(be)->conv_graph = on != 0;
+}
+
+extern "C" int lfs_cuda_conv_graph_fallbacks(lfs_backend *be) {
+  return ctx_of(be)->graph_fallbacks;
+}

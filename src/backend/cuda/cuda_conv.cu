@@ -9,7 +9,10 @@
  * dx (beta = 1) or, as dx's only writer (LFS_GRAD_SET), sets it (beta = 0). A
  * geometry for which cuDNN offers no algorithm, or every geometry under
  * LFS_CUDA_CONV=gemm (or lfs_cuda_set_conv_gemm), runs as im2col + cuBLAS
- * (cuda_conv_gemm.cu). */
+ * (cuda_conv_gemm.cu). Under LFS_CUDA_CONV=graph (or graph-fastest) each pass
+ * first tries cuDNN's graph API (cuda_conv_graph.cu), these algorithms being
+ * its fallback. */
+#include <stdio.h>
 #include <string.h>
 
 #include "backend/cuda/cuda_internal.h"
@@ -22,7 +25,11 @@ struct lfs_cuda_conv_plan {
   int math_tf32;
   /* the math type cuDNN ranked each pass's algorithm with (forward, data, filter) */
   cudnnMathType_t math[3];
-  int gemm; /* im2col + cuBLAS instead of cuDNN */
+  int gemm;  /* im2col + cuBLAS instead of cuDNN */
+  int graph; /* cuDNN's graph API first (LFS_CUDA_CONV=graph) */
+  /* its passes: forward, backward data setting dx (beta 0) and adding to it, backward filter */
+  lfs_cuda_graph_pass *graph_pass[4];
+  int graph_tried[4];
   cudnnTensorDescriptor_t x, y, bias;
   cudnnFilterDescriptor_t w;
   cudnnConvolutionDescriptor_t conv;
@@ -41,6 +48,12 @@ static cudnnMathType_t base_math(int tf32) { return tf32 ? CUDNN_DEFAULT_MATH : 
 static int math_usable(int tf32, cudnnMathType_t ranked) {
   return ranked == CUDNN_FMA_MATH ||
          (tf32 && (ranked == CUDNN_DEFAULT_MATH || ranked == CUDNN_TENSOR_OP_MATH));
+}
+
+static const char *describe(const lfs_conv_desc *d, char *buf, size_t len) {
+  snprintf(buf, len, "%dx%dx%dx%d -> %d channels, %dx%d kernel, stride %d, %d groups", d->n,
+           d->in_c, d->in_h, d->in_w, d->out_c, d->kh, d->kw, d->stride, d->groups);
+  return buf;
 }
 
 static void make_descriptors(lfs_cuda_conv_plan *p, const lfs_conv_desc *d, int tf32) {
@@ -139,7 +152,7 @@ static int choose_algorithms(lfs_cuda_ctx *c, lfs_cuda_conv_plan *p) {
 static lfs_cuda_conv_plan *plan_for(lfs_cuda_ctx *c, const lfs_conv_desc *d) {
   for (int i = 0; i < c->nplans; i++)
     if (lfs_conv_desc_same(&c->plans[i].d, d) && c->plans[i].math_tf32 == c->tf32 &&
-        c->plans[i].gemm == c->conv_gemm)
+        c->plans[i].gemm == c->conv_gemm && c->plans[i].graph == c->conv_graph)
       return &c->plans[i];
   c->plans = (lfs_cuda_conv_plan *)lfs_grow(c->plans, c->nplans + 1, &c->cap_plans, sizeof *c->plans);
   lfs_cuda_conv_plan *p = &c->plans[c->nplans++];
@@ -148,13 +161,37 @@ static lfs_cuda_conv_plan *plan_for(lfs_cuda_ctx *c, const lfs_conv_desc *d) {
   p->math_tf32 = c->tf32;
   make_descriptors(p, d, c->tf32);
   p->gemm = c->conv_gemm;
+  p->graph = c->conv_graph && !c->conv_gemm;
   if (!p->gemm && !choose_algorithms(c, p)) {
-    lfs_warn("cuDNN has no algorithm for the convolution %dx%dx%dx%d -> %d channels, %dx%d kernel, "
-             "stride %d, %d groups: using im2col + cuBLAS",
-             d->n, d->in_c, d->in_h, d->in_w, d->out_c, d->kh, d->kw, d->stride, d->groups);
+    char what[128];
+    lfs_warn("cuDNN has no algorithm for the convolution %s: using im2col + cuBLAS",
+             describe(d, what, sizeof what));
     p->gemm = 1;
   }
   return p;
+}
+
+/* Pass `slot` of p through cuDNN's graph API, its plan made on first use; 0
+ * where p is not in graph mode or the graph API cannot run it (the caller then
+ * takes the legacy path). */
+static int run_graph(lfs_cuda_ctx *c, lfs_cuda_conv_plan *p, int slot, int pass, float beta,
+                     const void *xlike, const void *wlike, const void *ylike) {
+  static const char *const names[4] = {"forward", "backward data (set)", "backward data (add)",
+                                       "backward filter"};
+  if (!p->graph) return 0;
+  void *const ptrs[3] = {(void *)xlike, (void *)wlike, (void *)ylike};
+  if (!p->graph_tried[slot]) {
+    char why[256] = "", what[128];
+    p->graph_tried[slot] = 1;
+    p->graph_pass[slot] =
+        lfs_cuda_graph_pass_make(c, &p->d, pass, beta, ptrs, max_workspace, why, sizeof why);
+    if (!p->graph_pass[slot]) {
+      c->graph_fallbacks++;
+      lfs_warn("cuDNN graph API, convolution %s, %s: %s: using cuDNN's legacy entry points",
+               describe(&p->d, what, sizeof what), names[slot], why);
+    }
+  }
+  return p->graph_pass[slot] && lfs_cuda_graph_pass_run(c, p->graph_pass[slot], ptrs);
 }
 
 void lfs_cuda_conv2d_forward(lfs_backend *be, const lfs_conv_desc *d, float *y, const float *x,
@@ -166,6 +203,10 @@ void lfs_cuda_conv2d_forward(lfs_backend *be, const lfs_conv_desc *d, float *y, 
     return;
   }
   const float one = 1.0f, zero = 0.0f;
+  if (run_graph(c, p, 0, LFS_CUDA_PASS_FORWARD, 0.0f, x, w, y)) {
+    if (b && d->has_bias) LFS_CUDNN_CHECK(cudnnAddTensor(c->dnn, &one, p->bias, b, &one, p->y, y));
+    return;
+  }
   void *ws = lfs_cuda_workspace(c, p->ws_fwd);
   LFS_CUDNN_CHECK(cudnnSetConvolutionMathType(p->conv, p->math[0]));
   LFS_CUDNN_CHECK(cudnnConvolutionForward(c->dnn, &one, p->x, x, p->w, w, p->conv, p->fwd, ws,
@@ -183,14 +224,16 @@ void lfs_cuda_conv2d_backward(lfs_backend *be, const lfs_conv_desc *d, float *dx
     return;
   }
   const float one = 1.0f, zero = 0.0f;
-  if (dx) { /* beta 0: dx's only writer sets it (cuDNN then does not read it) */
+  const int set = dx_write == LFS_GRAD_SET;
+  if (dx && !run_graph(c, p, set ? 1 : 2, LFS_CUDA_PASS_DATA, set ? 0.0f : 1.0f, dx, w, dy)) {
+    /* beta 0: dx's only writer sets it (cuDNN then does not read it) */
     void *ws = lfs_cuda_workspace(c, p->ws_data);
-    const float *beta = dx_write == LFS_GRAD_SET ? &zero : &one;
+    const float *beta = set ? &zero : &one;
     LFS_CUDNN_CHECK(cudnnSetConvolutionMathType(p->conv, p->math[1]));
     LFS_CUDNN_CHECK(cudnnConvolutionBackwardData(c->dnn, &one, p->w, w, p->y, dy, p->conv,
                                                  p->bwd_data, ws, p->ws_data, beta, p->x, dx));
   }
-  if (dw) {
+  if (dw && !run_graph(c, p, 3, LFS_CUDA_PASS_FILTER, 1.0f, x, dw, dy)) {
     void *ws = lfs_cuda_workspace(c, p->ws_filter);
     LFS_CUDNN_CHECK(cudnnSetConvolutionMathType(p->conv, p->math[2]));
     LFS_CUDNN_CHECK(cudnnConvolutionBackwardFilter(c->dnn, &one, p->x, x, p->y, dy, p->conv,
@@ -208,6 +251,7 @@ void lfs_cuda_conv_plans_free(lfs_cuda_ctx *c) {
     cudnnDestroyTensorDescriptor(p->bias);
     cudnnDestroyFilterDescriptor(p->w);
     cudnnDestroyConvolutionDescriptor(p->conv);
+    for (int k = 0; k < 4; k++) lfs_cuda_graph_pass_free(p->graph_pass[k]);
   }
   free(c->plans);
   c->plans = NULL;

@@ -35,6 +35,8 @@ typedef struct {
   int conv_gemm;            /* convolutions as im2col + cuBLAS instead of cuDNN */
   int conv_find;            /* cuDNN algorithms chosen by timing, not heuristics */
   int conv_any;             /* non-deterministic algorithms too (timed choice) */
+  int conv_graph;           /* convolutions through cuDNN's graph API (cuda_conv_graph.cu) */
+  int graph_fallbacks;      /* passes the graph API had no engine for (legacy path instead) */
   void *workspace;          /* cuDNN workspace, grown on demand */
   size_t workspace_bytes;
   double *reduce;           /* device scratch for per-channel partial sums */
@@ -203,6 +205,22 @@ void lfs_cuda_conv2d_backward(lfs_backend *be, const lfs_conv_desc *d, float *dx
                               lfs_grad_write dx_write, float *dw, float *db, const float *dy,
                               const float *x, const float *w);
 void lfs_cuda_conv_plans_free(lfs_cuda_ctx *c);
+/* cuda_conv_graph.cu: one pass of a convolution through cuDNN's graph API. Its
+ * three tensors are shaped like x, w and y: forward (x, w, y), backward data
+ * (dx, w, dy), backward filter (x, dw, dy); the pass writes the one of them
+ * that is its output (output = alpha op + beta output, alpha 1). */
+enum { LFS_CUDA_PASS_FORWARD, LFS_CUDA_PASS_DATA, LFS_CUDA_PASS_FILTER };
+typedef struct lfs_cuda_graph_pass lfs_cuda_graph_pass;
+/* The pass's plan, chosen by timing cuDNN's engines on ptrs (the output is
+ * timed into scratch, never into ptrs'); NULL, with the reason in why, where
+ * the graph API has no engine for it. */
+lfs_cuda_graph_pass *lfs_cuda_graph_pass_make(lfs_cuda_ctx *c, const lfs_conv_desc *d, int pass,
+                                              float beta, void *const ptrs[3],
+                                              size_t max_workspace, char *why, size_t whylen);
+/* Runs it on ptrs; 0 (nothing done) when a pointer breaks the alignment the
+ * plan was made for. */
+int lfs_cuda_graph_pass_run(lfs_cuda_ctx *c, lfs_cuda_graph_pass *g, void *const ptrs[3]);
+void lfs_cuda_graph_pass_free(lfs_cuda_graph_pass *g);
 /* cuda_conv_gemm.cu: the same through im2col + cuBLAS */
 void lfs_cuda_conv2d_forward_gemm(lfs_backend *be, const lfs_conv_desc *d, float *y, const float *x,
                                   const float *w, const float *b);
