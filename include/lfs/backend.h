@@ -63,10 +63,11 @@ typedef struct {
    * GPU, so that transfers run at full speed); not zeroed. */
   float *(*host_alloc)(lfs_backend *be, size_t count);
   void (*host_free)(lfs_backend *be, float *p);
-  /* upload on a copy stream: it overlaps the work already issued (which must
-   * not use dst), and the ops issued after it see dst filled. src (staging
-   * memory) must stay unchanged until a later download, head_loss or
-   * synchronize has returned. */
+  /* upload on a copy stream: it overlaps the work issued since the previous
+   * upload_async (which must not use dst: a double buffer, alternated per
+   * call, is safe), waits for the work issued before that, and the ops issued
+   * after it see dst filled. src (staging memory) must stay unchanged until a
+   * later download, head_loss or synchronize has returned. */
   void (*upload_async)(lfs_backend *be, float *dst, const float *src /* host */, size_t count);
 
   /* y [n, out_c, out_h, out_w] = conv(x [n, in_c, in_h, in_w], w [out_c, in_c/groups, kh, kw]) + b [out_c] */

@@ -55,12 +55,15 @@ static void cuda_download(lfs_backend *be, float *dst, const float *src, size_t 
   if (count) LFS_CUDA_CHECK(cudaMemcpy(dst, src, count * sizeof(float), cudaMemcpyDeviceToHost));
 }
 
-/* The copy stream runs beside the default stream, so the copy overlaps work
- * already issued; the default stream waits for it through an event, not the
- * host. */
+/* The copy stream runs beside the default stream, so the copy overlaps the
+ * work issued since the previous call, but not the work before it, which may
+ * still read this dst (double buffering); the default stream waits for the
+ * copy through an event, not the host. */
 static void cuda_upload_async(lfs_backend *be, float *dst, const float *src, size_t count) {
   lfs_cuda_ctx *c = ctx_of(be);
   if (!count) return;
+  LFS_CUDA_CHECK(cudaStreamWaitEvent(c->copy_stream, c->issued_before, 0));
+  LFS_CUDA_CHECK(cudaEventRecord(c->issued_before, cudaStreamLegacy));
   LFS_CUDA_CHECK(cudaMemcpyAsync(dst, src, count * sizeof(float), cudaMemcpyHostToDevice,
                                  c->copy_stream));
   LFS_CUDA_CHECK(cudaEventRecord(c->copy_done, c->copy_stream));
@@ -198,6 +201,7 @@ static int create(void) {
   LFS_CUDA_CHECK(cudaDeviceGetAttribute(&c->multiprocessors, cudaDevAttrMultiProcessorCount, c->device));
   LFS_CUDA_CHECK(cudaStreamCreateWithFlags(&c->copy_stream, cudaStreamNonBlocking));
   LFS_CUDA_CHECK(cudaEventCreateWithFlags(&c->copy_done, cudaEventDisableTiming));
+  LFS_CUDA_CHECK(cudaEventCreateWithFlags(&c->issued_before, cudaEventDisableTiming));
   LFS_CUBLAS_CHECK(cublasCreate(&c->blas));
   LFS_CUDNN_CHECK(cudnnCreate(&c->dnn));
   c->tf32 = tf32_default();

@@ -45,6 +45,7 @@ typedef struct {
   size_t stats_count;
   cudaStream_t copy_stream; /* upload_async's */
   cudaEvent_t copy_done;
+  cudaEvent_t issued_before; /* the default stream's work at the previous upload_async */
   void *head_scratch;       /* the margin head's per-call scratch, grown on demand */
   size_t head_bytes;
   int multiprocessors;      /* of the device, to size reductions */
