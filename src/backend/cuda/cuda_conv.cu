@@ -171,27 +171,39 @@ static lfs_cuda_conv_plan *plan_for(lfs_cuda_ctx *c, const lfs_conv_desc *d) {
   return p;
 }
 
-/* Pass `slot` of p through cuDNN's graph API, its plan made on first use; 0
- * where p is not in graph mode or the graph API cannot run it (the caller then
- * takes the legacy path). */
-static int run_graph(lfs_cuda_ctx *c, lfs_cuda_conv_plan *p, int slot, int pass, float beta,
-                     const void *xlike, const void *wlike, const void *ylike) {
+/* Counts and says that pass `slot` of p takes cuDNN's legacy entry points; 0. */
+static int graph_fallback(lfs_cuda_ctx *c, const lfs_cuda_conv_plan *p, int slot,
+                          const char *why) {
   static const char *const names[4] = {"forward", "backward data (set)", "backward data (add)",
                                        "backward filter"};
+  char what[128];
+  c->graph_fallbacks++;
+  lfs_warn("cuDNN graph API, convolution %s, %s: %s: using cuDNN's legacy entry points",
+           describe(&p->d, what, sizeof what), names[slot], why);
+  return 0;
+}
+
+/* Pass `slot` of p through cuDNN's graph API, its plan made on first use; 0
+ * where p is not in graph mode or the graph API cannot run it (the caller then
+ * takes the legacy path: for this call where a tensor breaks the plan's
+ * alignment, for good where cuDNN has no engine or refuses to run it). */
+static int run_graph(lfs_cuda_ctx *c, lfs_cuda_conv_plan *p, int slot, int pass, float beta,
+                     const void *xlike, const void *wlike, const void *ylike) {
   if (!p->graph) return 0;
   void *const ptrs[3] = {(void *)xlike, (void *)wlike, (void *)ylike};
+  char why[256] = "";
   if (!p->graph_tried[slot]) {
-    char why[256] = "", what[128];
     p->graph_tried[slot] = 1;
     p->graph_pass[slot] =
         lfs_cuda_graph_pass_make(c, &p->d, pass, beta, ptrs, max_workspace, why, sizeof why);
-    if (!p->graph_pass[slot]) {
-      c->graph_fallbacks++;
-      lfs_warn("cuDNN graph API, convolution %s, %s: %s: using cuDNN's legacy entry points",
-               describe(&p->d, what, sizeof what), names[slot], why);
-    }
+    if (!p->graph_pass[slot]) return graph_fallback(c, p, slot, why);
   }
-  return p->graph_pass[slot] && lfs_cuda_graph_pass_run(c, p->graph_pass[slot], ptrs);
+  if (!p->graph_pass[slot]) return 0;
+  const int ran = lfs_cuda_graph_pass_run(c, p->graph_pass[slot], ptrs, why, sizeof why);
+  if (ran >= 0) return ran;
+  lfs_cuda_graph_pass_free(p->graph_pass[slot]);
+  p->graph_pass[slot] = NULL;
+  return graph_fallback(c, p, slot, why);
 }
 
 void lfs_cuda_conv2d_forward(lfs_backend *be, const lfs_conv_desc *d, float *y, const float *x,

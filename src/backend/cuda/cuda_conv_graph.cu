@@ -17,7 +17,7 @@
 #include "backend/cuda/cuda_internal.h"
 
 enum { UID_X = 1, UID_W = 2, UID_Y = 3, TENSORS = 3 };
-enum { MAX_CANDIDATES = 8 }; /* plans timed per pass */
+enum { MAX_CANDIDATES = 8 }; /* plans timed per pass, at most */
 
 struct lfs_cuda_graph_pass {
   cudnnBackendDescriptor_t tensor[TENSORS], conv, op, graph, cfg, plan;
@@ -169,11 +169,12 @@ static int engine_acceptable(const lfs_cuda_ctx *c, cudnnBackendDescriptor_t cfg
   return ok;
 }
 
-/* The engine configurations of one heuristics mode into cfgs (created here). */
-static int64_t heuristics(lfs_cuda_graph_pass *g, cudnnBackendHeurMode_t mode,
-                          cudnnBackendDescriptor_t *cfgs, int64_t max) {
+/* Appends every engine configuration one heuristics mode proposes to *cfgs
+ * (grown; the descriptors are created here). */
+static void heuristics(lfs_cuda_graph_pass *g, cudnnBackendHeurMode_t mode,
+                       cudnnBackendDescriptor_t **cfgs, int64_t *count) {
   cudnnBackendDescriptor_t heur = NULL;
-  int64_t count = 0;
+  int64_t total = 0;
   if (cudnnBackendCreateDescriptor(CUDNN_BACKEND_ENGINEHEUR_DESCRIPTOR, &heur) ==
           CUDNN_STATUS_SUCCESS &&
       cudnnBackendSetAttribute(heur, CUDNN_ATTR_ENGINEHEUR_OPERATION_GRAPH,
@@ -183,25 +184,26 @@ static int64_t heuristics(lfs_cuda_graph_pass *g, cudnnBackendHeurMode_t mode,
           CUDNN_STATUS_SUCCESS &&
       cudnnBackendFinalize(heur) == CUDNN_STATUS_SUCCESS &&
       cudnnBackendGetAttribute(heur, CUDNN_ATTR_ENGINEHEUR_RESULTS,
-                               CUDNN_TYPE_BACKEND_DESCRIPTOR, 0, &count, NULL) ==
-          CUDNN_STATUS_SUCCESS) {
-    if (count > max) count = max;
-    int64_t made = 0;
-    for (; made < count; made++)
-      if (cudnnBackendCreateDescriptor(CUDNN_BACKEND_ENGINECFG_DESCRIPTOR, &cfgs[made]) !=
+                               CUDNN_TYPE_BACKEND_DESCRIPTOR, 0, &total, NULL) ==
+          CUDNN_STATUS_SUCCESS &&
+      total > 0) {
+    *cfgs = (cudnnBackendDescriptor_t *)realloc(*cfgs, sizeof **cfgs * (size_t)(*count + total));
+    if (!*cfgs) lfs_fatal("out of host memory for cuDNN's engine configurations");
+    cudnnBackendDescriptor_t *mine = *cfgs + *count;
+    int64_t made = 0, got = 0;
+    for (; made < total; made++)
+      if (cudnnBackendCreateDescriptor(CUDNN_BACKEND_ENGINECFG_DESCRIPTOR, &mine[made]) !=
           CUDNN_STATUS_SUCCESS)
         break;
-    count = made;
-    int64_t got = 0;
-    if (count && cudnnBackendGetAttribute(heur, CUDNN_ATTR_ENGINEHEUR_RESULTS,
-                                          CUDNN_TYPE_BACKEND_DESCRIPTOR, count, &got, cfgs) !=
-                     CUDNN_STATUS_SUCCESS)
+    if (made && cudnnBackendGetAttribute(heur, CUDNN_ATTR_ENGINEHEUR_RESULTS,
+                                         CUDNN_TYPE_BACKEND_DESCRIPTOR, made, &got, mine) !=
+                    CUDNN_STATUS_SUCCESS)
       got = 0;
-    for (int64_t i = got; i < count; i++) destroy(&cfgs[i]);
-    count = got;
+    if (got > made) got = made; /* only the lesser of the two is written */
+    for (int64_t i = got; i < made; i++) destroy(&mine[i]);
+    *count += got;
   }
   if (heur) cudnnBackendDestroyDescriptor(heur);
-  return count;
 }
 
 static cudnnBackendDescriptor_t make_plan(lfs_cuda_ctx *c, cudnnBackendDescriptor_t cfg,
@@ -271,22 +273,30 @@ static float time_plan(lfs_cuda_ctx *c, cudnnBackendDescriptor_t plan, int64_t w
   return best;
 }
 
-/* Times the acceptable configurations (runtime-compiled ones only if no other
- * is) on ptrs and keeps the fastest in g; the others are destroyed. */
+/* Times the first MAX_CANDIDATES acceptable configurations that build (of
+ * mode A's, then the fallback list's; runtime-compiled ones only if no other
+ * builds) on ptrs and keeps the fastest in g; the others are destroyed. */
 static int choose_plan(lfs_cuda_ctx *c, lfs_cuda_graph_pass *g, void *const ptrs[TENSORS],
                        size_t max_workspace, char *why, size_t whylen) {
-  cudnnBackendDescriptor_t cfgs[2 * MAX_CANDIDATES] = {NULL};
-  int64_t count = heuristics(g, CUDNN_HEUR_MODE_A, cfgs, MAX_CANDIDATES);
-  count += heuristics(g, CUDNN_HEUR_MODE_FALLBACK, cfgs + count, MAX_CANDIDATES);
+  cudnnBackendDescriptor_t *cfgs = NULL;
+  int64_t count = 0;
+  heuristics(g, CUDNN_HEUR_MODE_A, &cfgs, &count);
+  heuristics(g, CUDNN_HEUR_MODE_FALLBACK, &cfgs, &count);
   float best_ms = -1.0f;
+  int timed = 0;
   for (int compiled = 0; compiled < 2 && !g->plan; compiled++)
-    for (int64_t i = 0; i < count; i++) {
-      if (!cfgs[i] || !engine_acceptable(c, cfgs[i], compiled)) continue;
+    for (int64_t i = 0; i < count && timed < MAX_CANDIDATES; i++) {
+      if (!cfgs[i] || !engine_acceptable(c, cfgs[i], compiled) ||
+          (compiled && engine_acceptable(c, cfgs[i], 0)))
+        continue; /* the second round takes the runtime-compiled engines alone */
       int64_t workspace = 0;
       cudnnBackendDescriptor_t plan = make_plan(c, cfgs[i], &workspace);
       if (!plan) continue;
-      const float ms =
-          workspace <= (int64_t)max_workspace ? time_plan(c, plan, workspace, ptrs) : -1.0f;
+      float ms = -1.0f;
+      if (workspace <= (int64_t)max_workspace) {
+        ms = time_plan(c, plan, workspace, ptrs);
+        timed++;
+      }
       if (ms >= 0.0f && (best_ms < 0.0f || ms < best_ms)) {
         destroy(&g->plan);
         destroy(&g->cfg);
@@ -297,6 +307,7 @@ static int choose_plan(lfs_cuda_ctx *c, lfs_cuda_graph_pass *g, void *const ptrs
       }
     }
   for (int64_t i = 0; i < count; i++) destroy(&cfgs[i]);
+  free(cfgs);
   if (!g->plan) {
     snprintf(why, whylen, "none of cuDNN's %lld engine configurations runs it in float32 within "
              "%zu MiB of workspace", (long long)count, max_workspace >> 20);
@@ -365,11 +376,12 @@ lfs_cuda_graph_pass *lfs_cuda_graph_pass_make(lfs_cuda_ctx *c, const lfs_conv_de
   return g;
 }
 
-int lfs_cuda_graph_pass_run(lfs_cuda_ctx *c, lfs_cuda_graph_pass *g, void *const ptrs[3]) {
+int lfs_cuda_graph_pass_run(lfs_cuda_ctx *c, lfs_cuda_graph_pass *g, void *const ptrs[3],
+                            char *why, size_t whylen) {
   for (int t = 0; t < TENSORS; t++)
     if ((uintptr_t)ptrs[t] % (uintptr_t)g->alignment[t]) return 0;
   const cudnnStatus_t rc = execute(c, g->plan, g->workspace, ptrs);
-  if (rc != CUDNN_STATUS_SUCCESS)
-    lfs_cuda_fail("cudnnBackendExecute (convolution)", cudnnGetErrorString(rc), __FILE__, __LINE__);
-  return 1;
+  if (rc == CUDNN_STATUS_SUCCESS) return 1;
+  snprintf(why, whylen, "cudnnBackendExecute: %s", cudnnGetErrorString(rc));
+  return -1;
 }

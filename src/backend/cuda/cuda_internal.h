@@ -218,9 +218,10 @@ typedef struct lfs_cuda_graph_pass lfs_cuda_graph_pass;
 lfs_cuda_graph_pass *lfs_cuda_graph_pass_make(lfs_cuda_ctx *c, const lfs_conv_desc *d, int pass,
                                               float beta, void *const ptrs[3],
                                               size_t max_workspace, char *why, size_t whylen);
-/* Runs it on ptrs; 0 (nothing done) when a pointer breaks the alignment the
- * plan was made for. */
-int lfs_cuda_graph_pass_run(lfs_cuda_ctx *c, lfs_cuda_graph_pass *g, void *const ptrs[3]);
+/* Runs it on ptrs: 1; 0 (nothing done) when a pointer breaks the alignment
+ * the plan was made for; -1, with why, when cuDNN refuses to run it. */
+int lfs_cuda_graph_pass_run(lfs_cuda_ctx *c, lfs_cuda_graph_pass *g, void *const ptrs[3],
+                            char *why, size_t whylen);
 void lfs_cuda_graph_pass_free(lfs_cuda_graph_pass *g);
 /* cuda_conv_gemm.cu: the same through im2col + cuBLAS */
 void lfs_cuda_conv2d_forward_gemm(lfs_backend *be, const lfs_conv_desc *d, float *y, const float *x,
