@@ -4,8 +4,10 @@
  * flatten, which aliases its input's. Backward visits nodes in reverse and every
  * consumer accumulates into its producers' gradients, which are zeroed first;
  * a gradient with one writer that can set it (lfs_layer_kind.can_set_dx) is
- * set by it instead, unzeroed (LFS_GRAD_SET=0: zero and accumulate everywhere).
- * The results are the same bits either way on the CPU. */
+ * set by it instead, unzeroed, and the gradient of a residual add's input that
+ * nothing else reads is the add's own (lfs_layer_kind.passes_dy), neither
+ * zeroed nor copied (LFS_GRAD_SET=0: zero and accumulate everywhere). The
+ * results are the same bits either way on the CPU. */
 #ifndef LFS_GRAPH_H
 #define LFS_GRAPH_H
 
@@ -20,6 +22,7 @@ typedef struct {
   float *dy; /* [layer.out] */
   int owns;  /* 0 for an aliasing flatten */
   int dy_set; /* dy's only writer sets it: backward does not zero it */
+  int dy_shared; /* dy is its only reader's own dy (a residual add's input): not zeroed, not freed */
 } lfs_node;
 
 typedef struct {

@@ -51,6 +51,10 @@ typedef struct {
   double (*macs)(const lfs_layer *l);
   void (*describe)(const lfs_layer *l, char *buf, size_t len);
   int can_set_dx; /* backward honours dx_write (LFS_GRAD_SET) */
+  /* d out / d in[k] is the identity (a residual add): the graph may give an
+   * input whose only reader this is the layer's own dy as its gradient
+   * (lfs_layer.dx_shared), and backward then leaves that input alone */
+  int passes_dy;
 } lfs_layer_kind;
 
 typedef struct { int out_c, k, stride, pad, groups, bias; } lfs_conv_cfg;
@@ -79,6 +83,7 @@ struct lfs_layer {
   int param[4];       /* handles: weight, bias, running_mean, running_var (-1 unused) */
   float *saved;       /* [kind->saved(l)] on the backend */
   lfs_grad_write dx_write[2]; /* per input, set by the graph (LFS_GRAD_ADD by default) */
+  int dx_shared[2];           /* per input: its gradient is this layer's dy (passes_dy) */
 };
 
 /* Layer constructors. `name` is the parameter prefix ("" for parameter-free layers). */

@@ -19,7 +19,7 @@ void lfs_graph_free(lfs_graph *g) {
       lfs_node *node = &g->nodes[i];
       if (node->owns) {
         be->ops->free(be, node->y);
-        be->ops->free(be, node->dy);
+        if (!node->dy_shared) be->ops->free(be, node->dy);
       }
       if (node->layer.saved) be->ops->free(be, node->layer.saved);
     }
@@ -93,10 +93,62 @@ static void allocate_buffers(lfs_graph *g, int want_input_grad) {
   lfs_backend_set_purpose(NULL);
 }
 
+/* The lowest index of the nodes whose gradient buffer is buf: backward visits
+ * it last of them. */
+static int first_sharer(const lfs_graph *g, const float *buf) {
+  for (int i = 0; i < g->count; i++)
+    if (g->nodes[i].dy == buf) return i;
+  return g->count;
+}
+
+/* Whether src's gradient may be add node a's own although other nodes add to it
+ * too: every one of them (never an aliasing flatten) runs in backward after
+ * every node that reads a's gradient as a's (those sharing it so far), so that
+ * their additions come after those reads and turn the buffer into src's
+ * gradient, as zeroing it and adding a's dy would have. */
+static int may_share_added(const lfs_graph *g, int a, int src) {
+  const int before = first_sharer(g, g->nodes[a].dy);
+  for (int j = 0; j < g->count; j++) {
+    const lfs_node *node = &g->nodes[j];
+    const int reads = node->in[0] == src || (node->layer.kind->inputs == 2 && node->in[1] == src);
+    if (!reads || j == a) continue;
+    if (!node->owns || j >= before) return 0;
+  }
+  return 1;
+}
+
+/* Gives a residual add's input the add's own dy as its gradient (its buffer is
+ * freed): nothing to zero, nothing to copy. An input that nothing else reads
+ * always can; one that other nodes add to as well (the identity shortcut) when
+ * may_share_added says so, which lets a whole residual stream share one
+ * buffer. From the last node back, so that an add whose dy is itself shared
+ * passes on the final buffer. */
+static void share_gradients(lfs_graph *g, const int *writers) {
+  for (int i = g->count - 1; i >= 0; i--) {
+    lfs_node *node = &g->nodes[i];
+    if (!node->layer.kind->passes_dy) continue;
+    for (int pass = 0; pass < 2; pass++) /* single readers first: they join the sharers */
+      for (int k = 0; k < node->layer.kind->inputs; k++) {
+        const int src = node->in[k];
+        if (src == LFS_GRAPH_INPUT || node->layer.dx_shared[k] || !g->nodes[src].owns ||
+            g->nodes[src].dy_shared || node->in[0] == node->in[1])
+          continue;
+        if (pass == 0 ? writers[src + 1] != 1 : !may_share_added(g, i, src)) continue;
+        lfs_node *shared = &g->nodes[src];
+        g->be->ops->free(g->be, shared->dy);
+        shared->dy = node->dy;
+        shared->dy_shared = 1;
+        node->layer.dx_shared[k] = 1;
+      }
+  }
+}
+
 /* Which gradients backward sets outright instead of zeroing and adding to: those
  * whose only writer is one consumer reading them once, of a kind that can; not
  * through an aliasing flatten (its consumers write into its input's gradient,
- * beside the input's other consumers). LFS_GRAD_SET=0: none. */
+ * beside the input's other consumers). Then the gradients shared with a
+ * residual add (share_gradients). LFS_GRAD_SET=0: none of either. Once, at
+ * build. */
 static void plan_gradient_writes(lfs_graph *g) {
   const char *env = getenv("LFS_GRAD_SET");
   const int enabled = !(env && !strcmp(env, "0"));
@@ -125,6 +177,7 @@ static void plan_gradient_writes(lfs_graph *g) {
         g->nodes[src].dy_set = 1;
     }
   }
+  if (enabled) share_gradients(g, writers);
   free(writers);
 }
 
@@ -176,7 +229,7 @@ void lfs_graph_backward(lfs_graph *g, const lfs_pass *ps, const float *x, const 
   lfs_backend *be = g->be;
   for (int i = 0; i < g->count; i++) {
     const lfs_node *node = &g->nodes[i];
-    if (node->owns && !node->dy_set)
+    if (node->owns && !node->dy_set && !node->dy_shared)
       be->ops->fill(be, node->dy, 0.0f, lfs_shape_count(node->layer.out));
   }
   if (g->dx && !g->dx_set) be->ops->fill(be, g->dx, 0.0f, lfs_shape_count(g->input));

@@ -78,8 +78,8 @@ static void add_backward(lfs_layer *l, const lfs_pass *ps, float *const *dx, con
                          const float *const *x, const float *y) {
   (void)x;
   (void)y;
-  for (int i = 0; i < 2; i++)
-    if (dx[i]) ps->be->ops->axpy(ps->be, dx[i], 1.0f, dy, lfs_shape_count(l->out));
+  for (int i = 0; i < 2; i++) /* a shared input's gradient is dy already */
+    if (dx[i] && !l->dx_shared[i]) ps->be->ops->axpy(ps->be, dx[i], 1.0f, dy, lfs_shape_count(l->out));
 }
 
 static void add_describe(const lfs_layer *l, char *buf, size_t len) {
@@ -89,7 +89,7 @@ static void add_describe(const lfs_layer *l, char *buf, size_t len) {
 
 const lfs_layer_kind lfs_kind_add = {"add", 2, add_infer, no_params, no_saved,
                                      add_forward, add_backward, elementwise_macs, add_describe,
-                                     .can_set_dx = 0};
+                                     .can_set_dx = 0, .passes_dy = 1};
 
 lfs_layer lfs_add(void) { return lfs_layer_new(&lfs_kind_add, ""); }
 
