@@ -1,11 +1,12 @@
 /* cuda_head.cu: the cosine head's loss and gradients (src/loss/cosine_head.c,
  * DESIGN 1.1-1.5) on the GPU, for any number of classes: the class cosines as
- * one cuBLAS GEMM of the normalised embeddings with the class weights, then one
- * block per row that applies the loss's target transform (margins with
+ * one cuBLAS GEMM of the normalised embeddings with the class weights, then
+ * kernels over each row that apply the loss's target transform (margins with
  * SphereFace's annealing, AM-LFS), MV-Softmax's negatives and the max-shifted
  * softmax with Search-Softmax's modulation or AM-LFS's tau, all in double as on
  * the CPU, without storing the logits (they are recomputed in each of the row's
- * three passes); the backward is two GEMMs plus the normalisation terms. The
+ * three passes, each a kernel over the row's classes cut into parts, one block
+ * per part); the backward is two GEMMs plus the normalisation terms. The
  * formulas are the CPU's, step for step, so the two agree to rounding; sums run
  * in another order. x, w, dx, dw are device memory; labels are host memory. */
 #include <math.h>
@@ -128,8 +129,9 @@ static __device__ double block_max(double v, double *part) {
   return top;
 }
 
-/* The (cosine, class) pair with the largest cosine, the lowest class on ties. */
-static __device__ int block_argmax(double c, int k, double *part, int *idx) {
+/* The (cosine, class) pair with the largest cosine, the lowest class on ties:
+ * the class, and its cosine in *best_c. */
+static __device__ int block_argmax(double c, int k, double *part, int *idx, double *best_c) {
   part[threadIdx.x] = c;
   idx[threadIdx.x] = k;
   __syncthreads();
@@ -143,6 +145,7 @@ static __device__ int block_argmax(double c, int k, double *part, int *idx) {
     __syncthreads();
   }
   const int best = idx[0];
+  *best_c = part[0];
   __syncthreads();
   return best;
 }
@@ -178,86 +181,163 @@ static __global__ void label_cos_kernel(double *label_c, const float *x, const f
 }
 
 typedef struct {
-  double *loss, *py, *proj, *label_g;
+  double *loss, *py, *label_g;
   int *hit;
 } row_out;
 
-/* Row i (one block): the softmax of its logits, its loss, its row of
- * G' = dL/dc / |w_k| (label entry 0), the projection sum and the label's gradient. */
-static __global__ void row_kernel(row_out out, float *gscaled, const float *dots,
-                                  const double *inv_w, const double *label_c, const int *labels,
-                                  int B, int K, lfs_head_cfg cfg, double lambda) {
+/* Each row's classes are cut into P parts, one block each (row i, part p:
+ * classes [p K / P, (p + 1) K / P)), so that the device fills even for a small
+ * batch; the parts' results [B][P] are combined in part order, so a row's
+ * result does not depend on timing. */
+typedef struct {
+  double *top, *best_c, *sum, *proj;
+  int *best_k;
+} row_parts;
+
+/* The label's cosine, target, its derivative and logit for row i. */
+typedef struct {
+  int y;
+  double cy, t, dt, zy;
+} row_target;
+
+static __device__ row_target row_target_of(const lfs_head_cfg &cfg, double lambda,
+                                           const double *label_c, const int *labels, int i) {
+  row_target r;
+  r.y = labels[i];
+  r.cy = clamp_unit(label_c[i]);
+  r.t = target(cfg, lambda, r.cy, &r.dt);
+  r.zy = cfg.s * r.t;
+  return r;
+}
+
+static __device__ int part_begin(int p, int P, int K) { return (int)((long long)p * K / P); }
+
+/* The row's largest logit: the largest of its parts'. */
+static __device__ double row_top(const row_parts &parts, int i, int P) {
+  double top = parts.top[(size_t)i * P];
+  for (int q = 1; q < P; q++) top = fmax(top, parts.top[(size_t)i * P + q]);
+  return top;
+}
+
+/* Pass 1 over a part: its largest logit, and the class of its largest plain
+ * cosine (the label's own pair counts in every part). */
+static __global__ void row_top_kernel(row_parts parts, const float *dots, const double *inv_w,
+                                      const double *label_c, const int *labels, int K, int P,
+                                      lfs_head_cfg cfg, double lambda) {
   __shared__ double part[LFS_CUDA_THREADS];
   __shared__ int idx[LFS_CUDA_THREADS];
-  const int i = blockIdx.x, y = labels[i];
+  const int i = blockIdx.x, p = blockIdx.y;
+  const row_target r = row_target_of(cfg, lambda, label_c, labels, i);
   const float *drow = dots + (size_t)i * K;
-  const double s = cfg.s, inv_b = 1.0 / B;
-  const double cy = clamp_unit(label_c[i]);
-  double dt;
-  const double t = target(cfg, lambda, cy, &dt), zy = s * t;
-  /* pass 1: the largest logit, and the class of the largest plain cosine */
-  double top = zy, best_c = cy;
-  int best = y;
-  for (int k = threadIdx.x; k < K; k += blockDim.x) {
-    if (k == y) continue;
+  double top = r.zy, best_c = r.cy;
+  int best = r.y;
+  for (int k = part_begin(p, P, K) + threadIdx.x; k < part_begin(p + 1, P, K); k += blockDim.x) {
+    if (k == r.y) continue;
     const double c = clamp_unit(drow[k] * inv_w[k]);
     double slope;
-    const double z = s * mv_negative(cfg, c, t, &slope);
+    const double z = cfg.s * mv_negative(cfg, c, r.t, &slope);
     if (z > top) top = z;
     if (c > best_c || (c == best_c && k < best)) best_c = c, best = k;
   }
   top = block_max(top, part);
-  best = block_argmax(best_c, best, part, idx);
-  /* pass 2: the other classes' share */
+  best = block_argmax(best_c, best, part, idx, &best_c);
+  if (threadIdx.x == 0) {
+    const size_t at = (size_t)i * P + p;
+    parts.top[at] = top, parts.best_c[at] = best_c, parts.best_k[at] = best;
+  }
+}
+
+/* Pass 2 over a part: its share of the other classes' exp(z - top). */
+static __global__ void row_sum_kernel(row_parts parts, const float *dots, const double *inv_w,
+                                      const double *label_c, const int *labels, int K, int P,
+                                      lfs_head_cfg cfg, double lambda) {
+  __shared__ double part[LFS_CUDA_THREADS];
+  const int i = blockIdx.x, p = blockIdx.y;
+  const row_target r = row_target_of(cfg, lambda, label_c, labels, i);
+  const float *drow = dots + (size_t)i * K;
+  const double top = row_top(parts, i, P);
   double others = 0.0;
-  for (int k = threadIdx.x; k < K; k += blockDim.x) {
-    if (k == y) continue;
+  for (int k = part_begin(p, P, K) + threadIdx.x; k < part_begin(p + 1, P, K); k += blockDim.x) {
+    if (k == r.y) continue;
     double slope;
-    others += exp(s * mv_negative(cfg, clamp_unit(drow[k] * inv_w[k]), t, &slope) - top);
+    others += exp(cfg.s * mv_negative(cfg, clamp_unit(drow[k] * inv_w[k]), r.t, &slope) - top);
   }
   others = lfs_cuda_block_sum(others, part);
-  const double ey = exp(zy - top), total = others + ey;
-  const double neg_log_py = zy == top ? log1p(others) : (top - zy) + log(total);
+  if (threadIdx.x == 0) parts.sum[(size_t)i * P + p] = others;
+}
+
+/* Pass 3 over a part: the row's softmax and loss from the parts' sums, its
+ * part of G' = dL/dc / |w_k| (label entry 0) and of the projection sum; part 0
+ * also writes the row's loss, p_y, hit and the label's gradient. */
+static __global__ void row_grad_kernel(row_out out, row_parts parts, float *gscaled,
+                                       const float *dots, const double *inv_w,
+                                       const double *label_c, const int *labels, int B, int K,
+                                       int P, lfs_head_cfg cfg, double lambda) {
+  __shared__ double part[LFS_CUDA_THREADS];
+  const int i = blockIdx.x, p = blockIdx.y;
+  const row_target r = row_target_of(cfg, lambda, label_c, labels, i);
+  const float *drow = dots + (size_t)i * K;
+  const double s = cfg.s, inv_b = 1.0 / B, top = row_top(parts, i, P);
+  double others = 0.0;
+  for (int q = 0; q < P; q++) others += parts.sum[(size_t)i * P + q];
+  const double ey = exp(r.zy - top), total = others + ey;
+  const double neg_log_py = r.zy == top ? log1p(others) : (top - r.zy) + log(total);
   const double py = ey / total, q = others / total;
   double g;
   const double loss = probability_term(cfg, py, q, neg_log_py, &g);
-  /* pass 3: gradients */
   double proj = 0.0;
   float *grow = gscaled + (size_t)i * K;
-  for (int k = threadIdx.x; k < K; k += blockDim.x) {
+  for (int k = part_begin(p, P, K) + threadIdx.x; k < part_begin(p + 1, P, K); k += blockDim.x) {
     const double raw = drow[k] * inv_w[k];
-    if (k == y || raw > 1.0 || raw < -1.0) {
+    if (k == r.y || raw > 1.0 || raw < -1.0) {
       grow[k] = 0.0f;
       continue;
     }
     double slope; /* raw is within [-1, 1] here: its logit is the one of pass 1 */
-    const double pk = exp(s * mv_negative(cfg, raw, t, &slope) - top) / total;
+    const double pk = exp(s * mv_negative(cfg, raw, r.t, &slope) - top) / total;
     const double gk = g * pk * s * slope * inv_b;
     proj += gk * raw;
     grow[k] = (float)(gk * inv_w[k]);
   }
   proj = lfs_cuda_block_sum(proj, part);
-  if (threadIdx.x == 0) {
-    const double raw_y = label_c[i];
-    out.loss[i] = loss;
-    out.py[i] = py;
-    out.proj[i] = proj;
-    out.hit[i] = best == y;
-    out.label_g[i] = raw_y > 1.0 || raw_y < -1.0 ? 0.0 : -g * q * s * dt * inv_b;
+  if (threadIdx.x != 0) return;
+  parts.proj[(size_t)i * P + p] = proj;
+  if (p != 0) return;
+  double best_c = parts.best_c[(size_t)i * P];
+  int best = parts.best_k[(size_t)i * P];
+  for (int u = 1; u < P; u++) {
+    const double c = parts.best_c[(size_t)i * P + u];
+    const int k = parts.best_k[(size_t)i * P + u];
+    if (c > best_c || (c == best_c && k < best)) best_c = c, best = k;
   }
+  const double raw_y = label_c[i];
+  out.loss[i] = loss;
+  out.py[i] = py;
+  out.hit[i] = best == r.y;
+  out.label_g[i] = raw_y > 1.0 || raw_y < -1.0 ? 0.0 : -g * q * s * r.dt * inv_b;
+}
+
+/* Parts per row: about 8 blocks per SM in all, each with 1,024 classes or more. */
+static int parts_per_row(const lfs_cuda_ctx *c, int B, int K) {
+  int P = (8 * c->multiprocessors + B - 1) / B;
+  if (P > K / 1024) P = K / 1024;
+  return P < 1 ? 1 : P;
 }
 
 /* ---- the backward pieces ---- */
 
-/* dx_i += (tmp_i - proj_i x̂_i + g_y (ŵ_y - c_y x̂_i)) / |x_i|; one block per row. */
+/* dx_i += (tmp_i - proj_i x̂_i + g_y (ŵ_y - c_y x̂_i)) / |x_i|, proj_i the sum of
+ * the row's P parts; one block per row. */
 static __global__ void backward_x_kernel(float *dx, const float *tmp, const float *x, const float *w,
                                          const int *labels, const double *inv_x,
-                                         const double *inv_w, const double *proj,
+                                         const double *inv_w, const double *proj_parts, int P,
                                          const double *label_c, const double *label_g, int D) {
   const int i = blockIdx.x, y = labels[i];
   const double inv = inv_x[i], invw = inv_w[y], gy = label_g[i];
   const int floored = inv >= 1.0 / LFS_HEAD_NORM_EPS;
-  const double pr = floored ? 0.0 : proj[i], cy = floored ? 0.0 : label_c[i];
+  double proj = 0.0;
+  for (int q = 0; q < P; q++) proj += proj_parts[(size_t)i * P + q];
+  const double pr = floored ? 0.0 : proj, cy = floored ? 0.0 : label_c[i];
   const float *xi = x + (size_t)i * D, *wy = w + (size_t)y * D;
   for (int j = threadIdx.x; j < D; j += blockDim.x) {
     const double xh = xi[j] * inv;
@@ -305,16 +385,52 @@ static __global__ void label_w_kernel(float *dw, const float *x, const float *w,
 
 typedef struct {
   double *inv_x, *inv_w, *label_c, *col;
-  double *loss, *py, *proj, *label_g;
+  double *loss, *py, *label_g;
   int *hit, *labels;
+  row_parts parts;
   float *xhat, *dots, *gscaled, *tmp;
 } head_scratch;
 
-/* Carves the scratch of one call out of one device allocation, grown as needed. */
-static head_scratch scratch_for(lfs_cuda_ctx *c, int B, int D, int K) {
-  const size_t doubles = (size_t)B * 6 + (size_t)K * 2, ints = (size_t)B * 2;
-  const size_t floats = (size_t)B * D * 2 + (size_t)B * K * 2;
-  const size_t bytes = doubles * sizeof(double) + ints * sizeof(int) + floats * sizeof(float) + 64;
+/* count items of `size` bytes at offset *off of base (NULL: sizing only);
+ * *off then moves past them to the next 256-byte boundary, so that every
+ * array, the GEMMs' included, starts there. */
+static void *carve(char *base, size_t *off, size_t count, size_t size) {
+  void *p = base ? base + *off : NULL;
+  *off += (count * size + 255) / 256 * 256;
+  return p;
+}
+
+/* Carves the scratch of one call (P parts per row) out of one device
+ * allocation; with base NULL, only its size, in *bytes. */
+static head_scratch carve_scratch(char *base, int B, int D, int K, int P, size_t *bytes) {
+  const size_t BP = (size_t)B * P;
+  size_t off = 0;
+  head_scratch s;
+  s.inv_x = (double *)carve(base, &off, B, sizeof(double));
+  s.label_c = (double *)carve(base, &off, B, sizeof(double));
+  s.loss = (double *)carve(base, &off, B, sizeof(double));
+  s.py = (double *)carve(base, &off, B, sizeof(double));
+  s.label_g = (double *)carve(base, &off, B, sizeof(double));
+  s.inv_w = (double *)carve(base, &off, K, sizeof(double));
+  s.col = (double *)carve(base, &off, K, sizeof(double));
+  s.parts.top = (double *)carve(base, &off, BP, sizeof(double));
+  s.parts.best_c = (double *)carve(base, &off, BP, sizeof(double));
+  s.parts.sum = (double *)carve(base, &off, BP, sizeof(double));
+  s.parts.proj = (double *)carve(base, &off, BP, sizeof(double));
+  s.hit = (int *)carve(base, &off, B, sizeof(int));
+  s.labels = (int *)carve(base, &off, B, sizeof(int));
+  s.parts.best_k = (int *)carve(base, &off, BP, sizeof(int));
+  s.xhat = (float *)carve(base, &off, (size_t)B * D, sizeof(float));
+  s.tmp = (float *)carve(base, &off, (size_t)B * D, sizeof(float));
+  s.dots = (float *)carve(base, &off, (size_t)B * K, sizeof(float));
+  s.gscaled = (float *)carve(base, &off, (size_t)B * K, sizeof(float));
+  *bytes = off;
+  return s;
+}
+
+static head_scratch scratch_for(lfs_cuda_ctx *c, int B, int D, int K, int P) {
+  size_t bytes = 0;
+  carve_scratch(NULL, B, D, K, P, &bytes);
   if (bytes > c->head_bytes) {
     if (c->head_scratch) LFS_CUDA_CHECK(cudaFree(c->head_scratch));
     c->head_scratch = NULL;
@@ -324,25 +440,7 @@ static head_scratch scratch_for(lfs_cuda_ctx *c, int B, int D, int K) {
     lfs_cuda_malloc(c, &c->head_scratch, bytes, what);
     c->head_bytes = bytes;
   }
-  head_scratch s;
-  double *d = (double *)c->head_scratch;
-  s.inv_x = d, d += B;
-  s.label_c = d, d += B;
-  s.loss = d, d += B;
-  s.py = d, d += B;
-  s.proj = d, d += B;
-  s.label_g = d, d += B;
-  s.inv_w = d, d += K;
-  s.col = d, d += K;
-  int *n = (int *)d;
-  s.hit = n, n += B;
-  s.labels = n, n += B;
-  float *f = (float *)n;
-  s.xhat = f, f += (size_t)B * D;
-  s.tmp = f, f += (size_t)B * D;
-  s.dots = f, f += (size_t)B * K;
-  s.gscaled = f;
-  return s;
+  return carve_scratch((char *)c->head_scratch, B, D, K, P, &bytes);
 }
 
 double lfs_cuda_head_loss(lfs_backend *be, const lfs_head_cfg *cfg, int B, int D, int K, float *dx,
@@ -351,7 +449,8 @@ double lfs_cuda_head_loss(lfs_backend *be, const lfs_head_cfg *cfg, int B, int D
   if (stats) memset(stats, 0, sizeof *stats);
   if (B == 0) return 0.0;
   lfs_cuda_ctx *c = lfs_cuda_ctx_of(be);
-  head_scratch s = scratch_for(c, B, D, K);
+  const int P = parts_per_row(c, B, K);
+  head_scratch s = scratch_for(c, B, D, K, P);
   LFS_CUDA_CHECK(cudaMemcpy(s.labels, labels, sizeof(int) * B, cudaMemcpyHostToDevice));
   inv_norms_kernel<<<B, LFS_CUDA_THREADS>>>(s.inv_x, x, D);
   inv_norms_kernel<<<K, LFS_CUDA_THREADS>>>(s.inv_w, w, D);
@@ -360,15 +459,23 @@ double lfs_cuda_head_loss(lfs_backend *be, const lfs_head_cfg *cfg, int B, int D
   LFS_CUDA_LAUNCHED();
   lfs_cuda_linear_forward(be, B, D, K, s.dots, s.xhat, w, NULL);
   label_cos_kernel<<<B, LFS_CUDA_THREADS>>>(s.label_c, x, w, s.labels, s.inv_x, s.inv_w, D);
-  const row_out out = {s.loss, s.py, s.proj, s.label_g, s.hit};
-  row_kernel<<<B, LFS_CUDA_THREADS>>>(out, s.gscaled, s.dots, s.inv_w, s.label_c, s.labels, B, K,
-                                      *cfg, lfs_head_lambda(cfg));
+  const row_out out = {s.loss, s.py, s.label_g, s.hit};
+  const dim3 grid((unsigned)B, (unsigned)P);
+  const double lambda = lfs_head_lambda(cfg);
+  row_top_kernel<<<grid, LFS_CUDA_THREADS>>>(s.parts, s.dots, s.inv_w, s.label_c, s.labels, K, P,
+                                             *cfg, lambda);
+  LFS_CUDA_LAUNCHED();
+  row_sum_kernel<<<grid, LFS_CUDA_THREADS>>>(s.parts, s.dots, s.inv_w, s.label_c, s.labels, K, P,
+                                             *cfg, lambda);
+  LFS_CUDA_LAUNCHED();
+  row_grad_kernel<<<grid, LFS_CUDA_THREADS>>>(out, s.parts, s.gscaled, s.dots, s.inv_w, s.label_c,
+                                              s.labels, B, K, P, *cfg, lambda);
   LFS_CUDA_LAUNCHED();
   if (dx) {
     LFS_CUDA_CHECK(cudaMemset(s.tmp, 0, sizeof(float) * B * D));
     lfs_cuda_linear_backward(be, B, D, K, s.tmp, NULL, NULL, s.gscaled, s.xhat, w);
-    backward_x_kernel<<<B, LFS_CUDA_THREADS>>>(dx, s.tmp, x, w, s.labels, s.inv_x, s.inv_w, s.proj,
-                                               s.label_c, s.label_g, D);
+    backward_x_kernel<<<B, LFS_CUDA_THREADS>>>(dx, s.tmp, x, w, s.labels, s.inv_x, s.inv_w,
+                                               s.parts.proj, P, s.label_c, s.label_g, D);
     LFS_CUDA_LAUNCHED();
   }
   if (dw) {
