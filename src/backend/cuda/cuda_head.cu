@@ -152,14 +152,31 @@ static __device__ int block_argmax(double c, int k, double *part, int *idx, doub
 
 /* ---- the forward pieces ---- */
 
-/* inv[r] = 1 / max(|m_r|, eps), one block per row. */
-static __global__ void inv_norms_kernel(double *inv, const float *m, int cols) {
-  __shared__ double part[LFS_CUDA_THREADS];
-  const float *row = m + (size_t)blockIdx.x * cols;
-  double sq = 0.0;
-  for (int j = threadIdx.x; j < cols; j += blockDim.x) sq += (double)row[j] * row[j];
-  const double norm = sqrt(lfs_cuda_block_sum(sq, part));
-  if (threadIdx.x == 0) inv[blockIdx.x] = 1.0 / (norm > LFS_HEAD_NORM_EPS ? norm : LFS_HEAD_NORM_EPS);
+/* ---- one warp per row (a class's 512 weights are a warp's 16 loads each) ---- */
+
+/* The sum of v over the warp, in a fixed order, on every lane. */
+static __device__ __forceinline__ double warp_sum(double v) {
+  for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
+  return v;
+}
+
+/* Warp w of the grid takes rows w, w + warps, ...: the loop's bounds, per warp. */
+#define WARP_ROWS(r, rows)                                                                   \
+  for (size_t r = (blockIdx.x * (size_t)blockDim.x + threadIdx.x) / 32; r < (size_t)(rows);   \
+       r += (size_t)gridDim.x * blockDim.x / 32)
+
+static unsigned warp_row_blocks(size_t rows) { return lfs_cuda_blocks(rows * 32); }
+
+/* inv[r] = 1 / max(|m_r|, eps) for rows of `cols` values. */
+static __global__ void inv_norms_kernel(double *inv, const float *m, size_t rows, int cols) {
+  const int lane = threadIdx.x % 32;
+  WARP_ROWS(r, rows) {
+    const float *row = m + r * cols;
+    double sq = 0.0;
+    for (int j = lane; j < cols; j += 32) sq += (double)row[j] * row[j];
+    const double norm = sqrt(warp_sum(sq));
+    if (lane == 0) inv[r] = 1.0 / (norm > LFS_HEAD_NORM_EPS ? norm : LFS_HEAD_NORM_EPS);
+  }
 }
 
 static __global__ void normalise_kernel(float *xhat, const float *x, const double *inv, int D,
@@ -356,13 +373,14 @@ static __global__ void class_proj_kernel(double *col, const float *gscaled, cons
   }
 }
 
+/* dw_k -= col_k / |w_k| w_k for each class whose norm is above the floor. */
 static __global__ void class_radial_kernel(float *dw, const float *w, const double *col,
-                                           const double *inv_w, int D, size_t count) {
-  LFS_CUDA_GRID_STRIDE(e, count) {
-    const size_t k = e / D;
+                                           const double *inv_w, int D, size_t K) {
+  const int lane = threadIdx.x % 32;
+  WARP_ROWS(k, K) {
     if (inv_w[k] >= 1.0 / LFS_HEAD_NORM_EPS) continue;
     const float f = (float)(col[k] * inv_w[k]);
-    dw[e] -= f * w[e];
+    for (int j = lane; j < D; j += 32) dw[k * D + j] -= f * w[k * D + j];
   }
 }
 
@@ -452,8 +470,8 @@ double lfs_cuda_head_loss(lfs_backend *be, const lfs_head_cfg *cfg, int B, int D
   const int P = parts_per_row(c, B, K);
   head_scratch s = scratch_for(c, B, D, K, P);
   LFS_CUDA_CHECK(cudaMemcpy(s.labels, labels, sizeof(int) * B, cudaMemcpyHostToDevice));
-  inv_norms_kernel<<<B, LFS_CUDA_THREADS>>>(s.inv_x, x, D);
-  inv_norms_kernel<<<K, LFS_CUDA_THREADS>>>(s.inv_w, w, D);
+  inv_norms_kernel<<<warp_row_blocks(B), LFS_CUDA_THREADS>>>(s.inv_x, x, (size_t)B, D);
+  inv_norms_kernel<<<warp_row_blocks(K), LFS_CUDA_THREADS>>>(s.inv_w, w, (size_t)K, D);
   normalise_kernel<<<lfs_cuda_blocks((size_t)B * D), LFS_CUDA_THREADS>>>(s.xhat, x, s.inv_x, D,
                                                                          (size_t)B * D);
   LFS_CUDA_LAUNCHED();
@@ -483,8 +501,8 @@ double lfs_cuda_head_loss(lfs_backend *be, const lfs_head_cfg *cfg, int B, int D
                                                                         s.inv_w, B, K);
     LFS_CUDA_LAUNCHED();
     lfs_cuda_linear_backward(be, B, D, K, NULL, dw, NULL, s.gscaled, s.xhat, w);
-    class_radial_kernel<<<lfs_cuda_blocks((size_t)K * D), LFS_CUDA_THREADS>>>(dw, w, s.col, s.inv_w,
-                                                                              D, (size_t)K * D);
+    class_radial_kernel<<<warp_row_blocks(K), LFS_CUDA_THREADS>>>(dw, w, s.col, s.inv_w, D,
+                                                                  (size_t)K);
     label_w_kernel<<<1, LFS_CUDA_THREADS>>>(dw, x, w, s.labels, s.inv_x, s.inv_w, s.label_c,
                                             s.label_g, B, D);
     LFS_CUDA_LAUNCHED();
