@@ -306,7 +306,32 @@ static void test_batchnorm_at(lfs_bn_desc d, const char *size) {
   for (size_t i = 0; i < sizeof all / sizeof all[0]; i++) free_pair(all[i]);
 }
 
+/* Statistics of channels whose mean is 3.5 million standard deviations from 0
+ * (values 10,000 + 0.002 u, u in [-2, 3]) and whose running mean is near it:
+ * sums of x and x^2 would lose all of float's precision there (43 of double's
+ * 53 bits cancel), sums shifted by the running mean lose none. */
+static void test_batchnorm_offset(void) {
+  const lfs_bn_desc d = {.n = 4, .c = 6, .spatial = 1000};
+  const size_t count = (size_t)d.n * d.c * d.spatial, c = (size_t)d.c;
+  pair x = make_pair(count, 10000.0f - 0.004f, 10000.0f + 0.006f, 43);
+  pair mean = make_pair(c, 0, 0, 44), invstd = make_pair(c, 0, 0, 45);
+  pair rmean = make_pair(c, 10000.0f - 0.001f, 10000.0f + 0.001f, 46), rvar = make_pair(c, 0.5f, 2, 47);
+  for (int mode = 1; mode < 3; mode++) {
+    const char *name = mode == 1 ? "training" : "group";
+    const lfs_bn_stats_cfg cfg = {.training = 1, .eps = 1e-5, .momentum = 0.1,
+                                  .group_sum = mode == 2 ? other_ranks : NULL};
+    cpu->ops->batchnorm_stats(cpu, &d, &cfg, mean.c, invstd.c, rmean.c, rvar.c, x.c);
+    gpu->ops->batchnorm_stats(gpu, &d, &cfg, mean.g, invstd.g, rmean.g, rvar.g, x.g);
+    check_bn("batchnorm stats", "mean 1e4, std 3e-3", name, "mean", &mean);
+    check_bn("batchnorm stats", "mean 1e4, std 3e-3", name, "invstd", &invstd);
+    check_bn("batchnorm stats", "mean 1e4, std 3e-3", name, "running var", &rvar);
+  }
+  pair *all[] = {&x, &mean, &invstd, &rmean, &rvar};
+  for (size_t i = 0; i < sizeof all / sizeof all[0]; i++) free_pair(all[i]);
+}
+
 static void test_batchnorm(void) {
+  test_batchnorm_offset();
   test_batchnorm_at((lfs_bn_desc){.n = 5, .c = 24, .spatial = 63}, "5x24x63");
   /* 32,000 values a channel: on a GPU each channel is split over several blocks */
   test_batchnorm_at((lfs_bn_desc){.n = 32, .c = 8, .spatial = 1000}, "32x8x1000");

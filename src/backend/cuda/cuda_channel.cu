@@ -25,9 +25,9 @@ static __device__ __forceinline__ void add_group(const lfs_cuda_channel_operands
   if (TERM == LFS_CUDA_SUM_MOMENTS) {
 #pragma unroll
     for (int l = 0; l < VEC; l++) {
-      const double v = xv.v[l];
+      const double v = (double)xv.v[l] - (double)shift; /* exact in double */
       acc0 += v;
-      acc1 += v * v; /* exact: a float's square fits a double */
+      acc1 += v * v;
     }
   } else if (TERM == LFS_CUDA_SUM_GRAD) {
 #pragma unroll

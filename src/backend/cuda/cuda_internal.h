@@ -169,7 +169,7 @@ template <class Op> static void lfs_cuda_channel_map(const Op &op, int n, int c,
 
 /* What lfs_cuda_channel_sums adds up over each channel, in double. */
 enum {
-  LFS_CUDA_SUM_MOMENTS, /* two outputs: x, and x^2 (batch norm's statistics) */
+  LFS_CUDA_SUM_MOMENTS, /* two outputs: x - shift[ch], and its square (batch norm's statistics) */
   LFS_CUDA_SUM_GRAD,    /* two outputs: x, and x (y - shift[ch]) (batch norm's backward; x = dy) */
   LFS_CUDA_SUM_PRELU,   /* x min(y, 0): PReLU's alpha gradient, x = dy, y = input; with dx set,
                            also writes PReLU's input gradient on the same pass */
@@ -177,7 +177,7 @@ enum {
 };
 typedef struct {
   const float *x, *y;  /* [n, c, spatial]; y is not read by LFS_CUDA_SUM_MOMENTS */
-  const float *shift;  /* [c], LFS_CUDA_SUM_GRAD */
+  const float *shift;  /* [c] or NULL (0): LFS_CUDA_SUM_MOMENTS, LFS_CUDA_SUM_GRAD */
   float *dx;           /* [n, c, spatial], LFS_CUDA_SUM_PRELU: x alpha-or-1, or NULL */
   const float *alpha;  /* [c], LFS_CUDA_SUM_PRELU with dx */
   int set_dx;          /* dx = 0 + g (dx's only writer) rather than dx += g */

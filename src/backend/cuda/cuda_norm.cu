@@ -1,10 +1,11 @@
 /* cuda_norm.cu: CUDA batch normalisation over x viewed as [n, c, spatial] and
  * row-wise L2 normalisation. Statistics stay on the device: the per-channel
  * sums (cuda_channel.cu, in double) go to the host only for synchronised BN's
- * group sum. The mean and variance come from one pass (sums of x and x^2 in
- * double, as PyTorch's kernels also take one); the element-wise formulas are
- * the CPU backend's (src/backend/cpu/batchnorm.c), 4 values at a time where
- * the plane allows. */
+ * group sum. The mean and variance come from one pass over the data (sums of
+ * the values, shifted by the running mean, and of their squares, in double;
+ * PyTorch's kernels take one pass too, with Welford's update); the
+ * element-wise formulas are the CPU backend's (src/backend/cpu/batchnorm.c),
+ * 4 values at a time where the plane allows. */
 #include "backend/cuda/cuda_internal.h"
 
 /* ---- batch normalisation ---- */
@@ -36,14 +37,18 @@ static __device__ __forceinline__ float running(float old, double m, double now)
   return (float)__dadd_rn(__dmul_rn(1.0 - m, (double)old), __dmul_rn(m, now));
 }
 
-/* sums [2c]: sum x, sum x^2 over the (group's) batch of `count` values a channel.
- * The variance is E[x^2] - mean^2 in double: a float's square is exact there,
- * and the cancellation costs log2(mean^2 / var) of double's 53 bits. */
+/* sums [2c]: the sums of d = x - run_mean (the running mean before this
+ * update, which the ranks of a synchronised group share) and of d^2 over the
+ * (group's) batch of `count` values a channel. The variance is E[d^2] - E[d]^2
+ * in double, whose cancellation costs log2(E[d]^2 / var) of double's 53 bits:
+ * little once the running mean is near the batch's (at the start, with the
+ * running mean 0, what unshifted sums would cost). */
 static __global__ void bn_moments_kernel(float *mean, float *invstd, float *run_mean,
                                          float *run_var, const double *sums, int c, double count,
                                          double eps, double m) {
   LFS_CUDA_GRID_STRIDE(ch, (size_t)c) {
-    const double mu = sums[ch] / count, spread = sums[c + ch] / count - mu * mu;
+    const double offset = sums[ch] / count, spread = sums[c + ch] / count - offset * offset;
+    const double mu = (double)run_mean[ch] + offset;
     const double var = spread > 0.0 ? spread : 0.0;
     const double unbiased = count > 1 ? __dmul_rn(var, count) / (count - 1) : var;
     const float mean_f = (float)mu;
@@ -69,7 +74,7 @@ double lfs_cuda_batchnorm_stats(lfs_backend *be, const lfs_bn_desc *d, const lfs
   lfs_cuda_ctx *ctx = lfs_cuda_ctx_of(be);
   double *sums = lfs_cuda_stats_scratch(ctx, 2 * (size_t)c);
   double count = (double)d->n * d->spatial;
-  const lfs_cuda_channel_operands moments = {x, NULL, NULL, NULL, NULL, 0};
+  const lfs_cuda_channel_operands moments = {x, NULL, run_mean, NULL, NULL, 0};
   lfs_cuda_channel_sums(ctx, sums, LFS_CUDA_SUM_MOMENTS, &moments, d->n, c, d->spatial);
   group_sum(cfg, sums, 2 * c, &count);
   bn_moments_kernel<<<blocks, LFS_CUDA_THREADS>>>(mean, invstd, run_mean, run_var, sums, c, count,
