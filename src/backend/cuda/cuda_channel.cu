@@ -94,19 +94,14 @@ static __global__ void __launch_bounds__(LFS_CUDA_THREADS)
   }
 }
 
-/* out[row]: the row's partials added in order. */
-static __global__ void channel_finish_kernel(double *out, const double *partials, int rows,
-                                             int splits) {
-  LFS_CUDA_GRID_STRIDE(row, (size_t)rows) {
-    double total = 0.0;
-    for (int s = 0; s < splits; s++) total += partials[row * splits + s];
-    out[row] = total;
-  }
+/* out[row]: the row's parts added in order. */
+static __global__ void channel_finish_kernel(double *out, lfs_cuda_channel_parts parts, int rows) {
+  LFS_CUDA_GRID_STRIDE(row, (size_t)rows) out[row] = lfs_cuda_parts_total(parts, row);
 }
 
 template <int TERM, int VEC>
-static void channel_sums(lfs_cuda_ctx *ctx, double *out, const lfs_cuda_channel_operands *a,
-                         int n, int c, int spatial) {
+static lfs_cuda_channel_parts channel_reduce(lfs_cuda_ctx *ctx, const lfs_cuda_channel_operands *a,
+                                             int n, int c, int spatial) {
   static_assert(2 * LFS_CUDA_SUM_TERMS <= sizeof ctx->channel_resident / sizeof(int),
                 "one slot per reduction kernel");
   int *resident = &ctx->channel_resident[2 * TERM + (VEC == 4)];
@@ -124,34 +119,39 @@ static void channel_sums(lfs_cuda_ctx *ctx, double *out, const lfs_cuda_channel_
       partials, *a, (uint32_t)n, (uint32_t)c, lfs_fastdiv_make((uint32_t)spatial),
       (uint32_t)splits);
   LFS_CUDA_LAUNCHED();
-  channel_finish_kernel<<<lfs_cuda_blocks((size_t)rows), LFS_CUDA_THREADS>>>(out, partials, rows,
-                                                                           splits);
-  LFS_CUDA_LAUNCHED();
+  const lfs_cuda_channel_parts parts = {partials, splits};
+  return parts;
 }
 
 template <int TERM>
-static void channel_sums_of(lfs_cuda_ctx *ctx, double *out, const lfs_cuda_channel_operands *a,
-                            int n, int c, int spatial) {
+static lfs_cuda_channel_parts channel_reduce_of(lfs_cuda_ctx *ctx,
+                                                const lfs_cuda_channel_operands *a, int n, int c,
+                                                int spatial) {
   if (lfs_cuda_vec4(spatial, a->x, TERM == LFS_CUDA_SUM_MOMENTS ? NULL : a->y, a->dx, NULL))
-    channel_sums<TERM, 4>(ctx, out, a, n, c, spatial);
-  else
-    channel_sums<TERM, 1>(ctx, out, a, n, c, spatial);
+    return channel_reduce<TERM, 4>(ctx, a, n, c, spatial);
+  return channel_reduce<TERM, 1>(ctx, a, n, c, spatial);
+}
+
+lfs_cuda_channel_parts lfs_cuda_channel_reduce(lfs_cuda_ctx *ctx, int term,
+                                               const lfs_cuda_channel_operands *a, int n, int c,
+                                               int spatial) {
+  const lfs_cuda_channel_parts none = {NULL, 0};
+  if (!c || !n || !spatial) return none;
+  lfs_cuda_channels(n, c, spatial); /* the size check */
+  switch (term) {
+  case LFS_CUDA_SUM_MOMENTS: return channel_reduce_of<LFS_CUDA_SUM_MOMENTS>(ctx, a, n, c, spatial);
+  case LFS_CUDA_SUM_GRAD: return channel_reduce_of<LFS_CUDA_SUM_GRAD>(ctx, a, n, c, spatial);
+  default: return channel_reduce_of<LFS_CUDA_SUM_PRELU>(ctx, a, n, c, spatial);
+  }
 }
 
 void lfs_cuda_channel_sums(lfs_cuda_ctx *ctx, double *out, int term,
                            const lfs_cuda_channel_operands *a, int n, int c, int spatial) {
-  if (!c) return;
-  if (!n || !spatial) {
-    const size_t rows = (size_t)term_outputs(term) * c;
-    LFS_CUDA_CHECK(cudaMemsetAsync(out, 0, sizeof(double) * rows, cudaStreamLegacy));
-    return;
-  }
-  lfs_cuda_channels(n, c, spatial); /* the size check */
-  switch (term) {
-  case LFS_CUDA_SUM_MOMENTS: channel_sums_of<LFS_CUDA_SUM_MOMENTS>(ctx, out, a, n, c, spatial); break;
-  case LFS_CUDA_SUM_GRAD: channel_sums_of<LFS_CUDA_SUM_GRAD>(ctx, out, a, n, c, spatial); break;
-  default: channel_sums_of<LFS_CUDA_SUM_PRELU>(ctx, out, a, n, c, spatial); break;
-  }
+  const lfs_cuda_channel_parts parts = lfs_cuda_channel_reduce(ctx, term, a, n, c, spatial);
+  const int rows = term_outputs(term) * c;
+  if (!rows) return;
+  channel_finish_kernel<<<lfs_cuda_blocks((size_t)rows), LFS_CUDA_THREADS>>>(out, parts, rows);
+  LFS_CUDA_LAUNCHED();
 }
 
 lfs_cuda_channel_of lfs_cuda_channels(int n, int c, int spatial) {

@@ -182,10 +182,28 @@ typedef struct {
   const float *alpha;  /* [c], LFS_CUDA_SUM_PRELU with dx */
   int set_dx;          /* dx = 0 + g (dx's only writer) rather than dx += g */
 } lfs_cuda_channel_operands;
-/* out [outputs * c] (device): the per-channel sums in double, output o of
- * channel ch at out[o * c + ch]. Each channel is split over several blocks so
- * that the whole device works (channel_span.h); partial sums are combined in a
- * fixed order, so the result is the same on every run on one device. */
+/* A reduction's per-block sums (device): output o of channel ch is row
+ * r = o c + ch, the sum of partials[r splits + s] over s < splits, in that
+ * order (lfs_cuda_parts_total), so the result is the same on every run on one
+ * device. splits 0: every sum is 0. */
+typedef struct {
+  const double *partials;
+  int splits;
+} lfs_cuda_channel_parts;
+static __device__ __forceinline__ double lfs_cuda_parts_total(lfs_cuda_channel_parts p, size_t r) {
+  double total = 0.0;
+  for (int s = 0; s < p.splits; s++) total += p.partials[r * p.splits + s];
+  return total;
+}
+/* The per-channel sums in double, each channel split over several blocks so
+ * that the whole device works (channel_span.h), left as the blocks' parts in
+ * the context's reduction scratch (valid until the next reduction): the
+ * kernel that uses them adds them up, saving a launch. */
+lfs_cuda_channel_parts lfs_cuda_channel_reduce(lfs_cuda_ctx *ctx, int term,
+                                               const lfs_cuda_channel_operands *a, int n, int c,
+                                               int spatial);
+/* The same, added up into out [outputs * c] (device): output o of channel ch
+ * at out[o * c + ch] (for synchronised BN's trip to the host). */
 void lfs_cuda_channel_sums(lfs_cuda_ctx *ctx, double *out, int term,
                            const lfs_cuda_channel_operands *a, int n, int c, int spatial);
 

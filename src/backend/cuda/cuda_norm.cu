@@ -37,17 +37,18 @@ static __device__ __forceinline__ float running(float old, double m, double now)
   return (float)__dadd_rn(__dmul_rn(1.0 - m, (double)old), __dmul_rn(m, now));
 }
 
-/* sums [2c]: the sums of d = x - run_mean (the running mean before this
+/* sums: the sums of d = x - run_mean (the running mean before this
  * update, which the ranks of a synchronised group share) and of d^2 over the
  * (group's) batch of `count` values a channel. The variance is E[d^2] - E[d]^2
  * in double, whose cancellation costs log2(E[d]^2 / var) of double's 53 bits:
  * little once the running mean is near the batch's (at the start, with the
  * running mean 0, what unshifted sums would cost). */
 static __global__ void bn_moments_kernel(float *mean, float *invstd, float *run_mean,
-                                         float *run_var, const double *sums, int c, double count,
-                                         double eps, double m) {
+                                         float *run_var, lfs_cuda_channel_parts sums, int c,
+                                         double count, double eps, double m) {
   LFS_CUDA_GRID_STRIDE(ch, (size_t)c) {
-    const double offset = sums[ch] / count, spread = sums[c + ch] / count - offset * offset;
+    const double offset = lfs_cuda_parts_total(sums, ch) / count;
+    const double spread = lfs_cuda_parts_total(sums, c + ch) / count - offset * offset;
     const double mu = (double)run_mean[ch] + offset;
     const double var = spread > 0.0 ? spread : 0.0;
     const double unbiased = count > 1 ? __dmul_rn(var, count) / (count - 1) : var;
@@ -72,11 +73,17 @@ double lfs_cuda_batchnorm_stats(lfs_backend *be, const lfs_bn_desc *d, const lfs
     return 0.0;
   }
   lfs_cuda_ctx *ctx = lfs_cuda_ctx_of(be);
-  double *sums = lfs_cuda_stats_scratch(ctx, 2 * (size_t)c);
   double count = (double)d->n * d->spatial;
   const lfs_cuda_channel_operands moments = {x, NULL, run_mean, NULL, NULL, 0};
-  lfs_cuda_channel_sums(ctx, sums, LFS_CUDA_SUM_MOMENTS, &moments, d->n, c, d->spatial);
-  group_sum(cfg, sums, 2 * c, &count);
+  lfs_cuda_channel_parts sums;
+  if (cfg->group_sum) { /* added up, for the trip to the host */
+    double *total = lfs_cuda_stats_scratch(ctx, 2 * (size_t)c);
+    lfs_cuda_channel_sums(ctx, total, LFS_CUDA_SUM_MOMENTS, &moments, d->n, c, d->spatial);
+    group_sum(cfg, total, 2 * c, &count);
+    sums.partials = total, sums.splits = 1;
+  } else {
+    sums = lfs_cuda_channel_reduce(ctx, LFS_CUDA_SUM_MOMENTS, &moments, d->n, c, d->spatial);
+  }
   bn_moments_kernel<<<blocks, LFS_CUDA_THREADS>>>(mean, invstd, run_mean, run_var, sums, c, count,
                                                   cfg->eps, cfg->momentum);
   LFS_CUDA_LAUNCHED();
@@ -109,22 +116,26 @@ void lfs_cuda_batchnorm_apply(lfs_backend *be, const lfs_bn_desc *d, float *y, c
 
 enum { BN_GRAD_LOCAL = 1, BN_GRAD_MEANS = 2 };
 
-/* sums [2c]: sum dy, sum dy (x - mean). LOCAL scales the second by invstd (in
- * place) and adds both to the parameter gradients; MEANS divides the (group's)
- * sums by count, or writes zeros in eval mode. */
+/* sums [2c]: sum dy, sum dy (x - mean). LOCAL scales the second by invstd and
+ * adds both to the parameter gradients, keeping them in `local` [2c] when not
+ * NULL (for the group sum); MEANS divides the sums (the group's, already
+ * scaled, without LOCAL) by count, or writes zeros in eval mode. */
 static __global__ void bn_grad_terms_kernel(float *dgamma, float *dbeta, float *mean_dy,
-                                            float *mean_dy_xhat, double *sums,
-                                            const float *invstd, int c, double count, int training,
-                                            int phases) {
+                                            float *mean_dy_xhat, double *local,
+                                            lfs_cuda_channel_parts sums, const float *invstd,
+                                            int c, double count, int training, int phases) {
   LFS_CUDA_GRID_STRIDE(ch, (size_t)c) {
+    const double s0 = lfs_cuda_parts_total(sums, ch);
+    double s1 = lfs_cuda_parts_total(sums, c + ch);
     if (phases & BN_GRAD_LOCAL) {
-      sums[c + ch] *= (double)invstd[ch];
-      if (dbeta) dbeta[ch] += (float)sums[ch];
-      if (dgamma) dgamma[ch] += (float)sums[c + ch];
+      s1 *= (double)invstd[ch];
+      if (dbeta) dbeta[ch] += (float)s0;
+      if (dgamma) dgamma[ch] += (float)s1;
+      if (local) local[ch] = s0, local[c + ch] = s1;
     }
     if (phases & BN_GRAD_MEANS) {
-      mean_dy[ch] = training ? (float)(sums[ch] / count) : 0.0f;
-      mean_dy_xhat[ch] = training ? (float)(sums[c + ch] / count) : 0.0f;
+      mean_dy[ch] = training ? (float)(s0 / count) : 0.0f;
+      mean_dy_xhat[ch] = training ? (float)(s1 / count) : 0.0f;
     }
   }
 }
@@ -138,19 +149,21 @@ void lfs_cuda_batchnorm_grad_terms(lfs_backend *be, const lfs_bn_desc *d,
   if (!c) return;
   lfs_cuda_ctx *ctx = lfs_cuda_ctx_of(be);
   const unsigned blocks = lfs_cuda_blocks((size_t)c);
-  double *sums = lfs_cuda_stats_scratch(ctx, 2 * (size_t)c);
   const lfs_cuda_channel_operands terms = {dy, x, mean, NULL, NULL, 0};
-  lfs_cuda_channel_sums(ctx, sums, LFS_CUDA_SUM_GRAD, &terms, d->n, c, d->spatial);
+  const lfs_cuda_channel_parts sums =
+      lfs_cuda_channel_reduce(ctx, LFS_CUDA_SUM_GRAD, &terms, d->n, c, d->spatial);
   if (cfg->training && cfg->group_sum) { /* the parameter gradients take the local sums */
-    bn_grad_terms_kernel<<<blocks, LFS_CUDA_THREADS>>>(dgamma, dbeta, mean_dy, mean_dy_xhat, sums,
-                                                       invstd, c, count, 1, BN_GRAD_LOCAL);
+    double *local = lfs_cuda_stats_scratch(ctx, 2 * (size_t)c);
+    bn_grad_terms_kernel<<<blocks, LFS_CUDA_THREADS>>>(dgamma, dbeta, mean_dy, mean_dy_xhat, local,
+                                                       sums, invstd, c, count, 1, BN_GRAD_LOCAL);
     LFS_CUDA_LAUNCHED();
-    group_sum(cfg, sums, 2 * c, NULL);
-    bn_grad_terms_kernel<<<blocks, LFS_CUDA_THREADS>>>(dgamma, dbeta, mean_dy, mean_dy_xhat, sums,
-                                                       invstd, c, count, 1, BN_GRAD_MEANS);
+    group_sum(cfg, local, 2 * c, NULL);
+    const lfs_cuda_channel_parts group = {local, 1};
+    bn_grad_terms_kernel<<<blocks, LFS_CUDA_THREADS>>>(dgamma, dbeta, mean_dy, mean_dy_xhat, NULL,
+                                                       group, invstd, c, count, 1, BN_GRAD_MEANS);
   } else {
     bn_grad_terms_kernel<<<blocks, LFS_CUDA_THREADS>>>(
-        dgamma, dbeta, mean_dy, mean_dy_xhat, sums, invstd, c, count, cfg->training,
+        dgamma, dbeta, mean_dy, mean_dy_xhat, NULL, sums, invstd, c, count, cfg->training,
         BN_GRAD_LOCAL | BN_GRAD_MEANS);
   }
   LFS_CUDA_LAUNCHED();

@@ -93,8 +93,8 @@ template <int VEC> struct prelu_dx_op {
 };
 
 /* dalpha[ch] += its channel sum of dy * min(x, 0) */
-static __global__ void add_sums_kernel(float *dalpha, const double *sums, int c) {
-  GRID_STRIDE(ch, (size_t)c) dalpha[ch] += (float)sums[ch];
+static __global__ void add_sums_kernel(float *dalpha, lfs_cuda_channel_parts sums, int c) {
+  GRID_STRIDE(ch, (size_t)c) dalpha[ch] += (float)lfs_cuda_parts_total(sums, ch);
 }
 
 void lfs_cuda_prelu_forward(lfs_backend *be, int n, int c, int spatial, float *y, const float *x,
@@ -113,10 +113,9 @@ void lfs_cuda_prelu_backward(lfs_backend *be, int n, int c, int spatial, float *
   const int set = dx_write == LFS_GRAD_SET;
   if ((size_t)n * c * spatial == 0) return;
   if (dalpha) {
-    lfs_cuda_ctx *ctx = lfs_cuda_ctx_of(be);
-    double *sums = lfs_cuda_stats_scratch(ctx, (size_t)c);
     const lfs_cuda_channel_operands both = {dy, x, NULL, dx, alpha, set};
-    lfs_cuda_channel_sums(ctx, sums, LFS_CUDA_SUM_PRELU, &both, n, c, spatial);
+    const lfs_cuda_channel_parts sums =
+        lfs_cuda_channel_reduce(lfs_cuda_ctx_of(be), LFS_CUDA_SUM_PRELU, &both, n, c, spatial);
     add_sums_kernel<<<lfs_cuda_blocks((size_t)c), LFS_CUDA_THREADS>>>(dalpha, sums, c);
     LFS_CUDA_LAUNCHED();
   } else if (dx) {
