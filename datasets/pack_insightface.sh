@@ -31,7 +31,8 @@ here=$(cd "$(dirname "$0")/.." && pwd)
 LFSEARCH=${LFSEARCH:-}
 if [ -z "$LFSEARCH" ]; then
   if [ -x "$here/_build/lfsearch" ]; then LFSEARCH=$here/_build/lfsearch
-  else LFSEARCH=$(command -v lfsearch) || die "no lfsearch program: build it (bash jobs/setup.sh) or set LFSEARCH"
+  else LFSEARCH=$(command -v lfsearch) ||
+    die "no lfsearch program: build it (bash jobs/setup.sh) or set LFSEARCH"
   fi
 fi
 [ -x "$LFSEARCH" ] || die "LFSEARCH=$LFSEARCH is not an executable program"
@@ -83,7 +84,11 @@ pack() { # OUTFILE ARGS...: one conversion unless OUTFILE exists
   if [ -e "$out" ]; then
     echo "pack_insightface: $out exists: kept"
   else
-    "$LFSEARCH" pack "$@" --out "$out" || { echo "pack_insightface: $out: lfsearch pack failed" >&2; failed=1; return; }
+    if ! "$LFSEARCH" pack "$@" --out "$out"; then
+      echo "pack_insightface: $out: lfsearch pack failed" >&2
+      failed=1
+      return
+    fi
   fi
   made+=("$out")
 }
@@ -106,4 +111,5 @@ if [ ${#made[@]} -gt 0 ]; then
   "$LFSEARCH" info "${made[@]}" || failed=1
 fi
 [ $failed = 0 ] || exit 1
-echo "pack_insightface: done; name these files under [data] in a run config (train =, val_pairs =, test_pairs =)"
+echo "pack_insightface: done; name these files under [data] in a run config" \
+  "(train =, val_pairs =, test_pairs =)"

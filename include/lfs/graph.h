@@ -22,7 +22,7 @@ typedef struct {
   float *dy; /* [layer.out] */
   int owns;  /* 0 for an aliasing flatten */
   int dy_set; /* dy's only writer sets it: backward does not zero it */
-  int dy_shared; /* dy is its only reader's own dy (a residual add's input): not zeroed, not freed */
+  int dy_shared; /* dy is a residual add's own (share_gradients): not zeroed, not freed */
 } lfs_node;
 
 typedef struct {

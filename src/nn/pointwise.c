@@ -79,7 +79,8 @@ static void add_backward(lfs_layer *l, const lfs_pass *ps, float *const *dx, con
   (void)x;
   (void)y;
   for (int i = 0; i < 2; i++) /* a shared input's gradient is dy already */
-    if (dx[i] && !l->dx_shared[i]) ps->be->ops->axpy(ps->be, dx[i], 1.0f, dy, lfs_shape_count(l->out));
+    if (dx[i] && !l->dx_shared[i])
+      ps->be->ops->axpy(ps->be, dx[i], 1.0f, dy, lfs_shape_count(l->out));
 }
 
 static void add_describe(const lfs_layer *l, char *buf, size_t len) {

@@ -315,7 +315,8 @@ static void test_batchnorm_offset(void) {
   const size_t count = (size_t)d.n * d.c * d.spatial, c = (size_t)d.c;
   pair x = make_pair(count, 10000.0f - 0.004f, 10000.0f + 0.006f, 43);
   pair mean = make_pair(c, 0, 0, 44), invstd = make_pair(c, 0, 0, 45);
-  pair rmean = make_pair(c, 10000.0f - 0.001f, 10000.0f + 0.001f, 46), rvar = make_pair(c, 0.5f, 2, 47);
+  pair rmean = make_pair(c, 10000.0f - 0.001f, 10000.0f + 0.001f, 46);
+  pair rvar = make_pair(c, 0.5f, 2, 47);
   for (int mode = 1; mode < 3; mode++) {
     const char *name = mode == 1 ? "training" : "group";
     const lfs_bn_stats_cfg cfg = {.training = 1, .eps = 1e-5, .momentum = 0.1,

@@ -128,12 +128,16 @@ static __device__ __forceinline__ uint32_t lfs_cuda_channel(uint32_t i, lfs_cuda
 template <int VEC> struct lfs_vecf {
   float v[VEC];
 };
-static __device__ __forceinline__ void lfs_cuda_load(lfs_vecf<1> &r, const float *p) { r.v[0] = *p; }
+static __device__ __forceinline__ void lfs_cuda_load(lfs_vecf<1> &r, const float *p) {
+  r.v[0] = *p;
+}
 static __device__ __forceinline__ void lfs_cuda_load(lfs_vecf<4> &r, const float *p) {
   const float4 q = *reinterpret_cast<const float4 *>(p);
   r.v[0] = q.x, r.v[1] = q.y, r.v[2] = q.z, r.v[3] = q.w;
 }
-static __device__ __forceinline__ void lfs_cuda_store(float *p, const lfs_vecf<1> &r) { *p = r.v[0]; }
+static __device__ __forceinline__ void lfs_cuda_store(float *p, const lfs_vecf<1> &r) {
+  *p = r.v[0];
+}
 static __device__ __forceinline__ void lfs_cuda_store(float *p, const lfs_vecf<4> &r) {
   *reinterpret_cast<float4 *>(p) = make_float4(r.v[0], r.v[1], r.v[2], r.v[3]);
 }

@@ -183,7 +183,8 @@ template <int VEC> struct bn_backward_op {
     lfs_cuda_load(xv, x + i);
     if (!set) lfs_cuda_load(out, dx + i);
 #pragma unroll
-    for (int l = 0; l < VEC; l++) out.v[l] = out.v[l] + g * (gy.v[l] - mdy - (xv.v[l] - m) * s * mdyx);
+    for (int l = 0; l < VEC; l++)
+      out.v[l] = out.v[l] + g * (gy.v[l] - mdy - (xv.v[l] - m) * s * mdyx);
     lfs_cuda_store(dx + i, out);
   }
 };
