@@ -11,6 +11,7 @@
  * in another order. x, w, dx, dw are device memory; labels are host memory. */
 #include <math.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "backend/cuda/cuda_internal.h"
@@ -384,19 +385,53 @@ static __global__ void class_radial_kernel(float *dw, const float *w, const doub
   }
 }
 
-/* The labels' entries of dw, row after row (rows may share a class). */
+/* The labels' entries of dw: one block per class among the labels, its rows
+ * (order[starts[b]] ... order[starts[b + 1] - 1], rising) added in row order,
+ * as on the CPU. */
 static __global__ void label_w_kernel(float *dw, const float *x, const float *w, const int *labels,
-                                      const double *inv_x, const double *inv_w,
-                                      const double *label_c, const double *label_g, int B, int D) {
-  for (int i = 0; i < B; i++) {
-    const int y = labels[i];
-    const double inv = inv_w[y], invx = inv_x[i], gy = label_g[i];
-    const double cy = inv >= 1.0 / LFS_HEAD_NORM_EPS ? 0.0 : label_c[i];
-    const float *xi = x + (size_t)i * D, *wy = w + (size_t)y * D;
-    for (int j = threadIdx.x; j < D; j += blockDim.x)
-      dw[(size_t)y * D + j] += (float)(gy * (xi[j] * invx - cy * wy[j] * inv) * inv);
-    __syncthreads();
+                                      const int *order, const int *starts, const double *inv_x,
+                                      const double *inv_w, const double *label_c,
+                                      const double *label_g, int D) {
+  const int y = labels[order[starts[blockIdx.x]]];
+  const double inv = inv_w[y];
+  const float *wy = w + (size_t)y * D;
+  for (int j = threadIdx.x; j < D; j += blockDim.x) {
+    float acc = dw[(size_t)y * D + j];
+    for (int r = starts[blockIdx.x]; r < starts[blockIdx.x + 1]; r++) {
+      const int i = order[r];
+      const double cy = inv >= 1.0 / LFS_HEAD_NORM_EPS ? 0.0 : label_c[i];
+      acc += (float)(label_g[i] * (x[(size_t)i * D + j] * inv_x[i] - cy * wy[j] * inv) * inv);
+    }
+    dw[(size_t)y * D + j] = acc;
   }
+}
+
+typedef struct {
+  int label, row;
+} labelled_row;
+
+static int by_label_then_row(const void *a, const void *b) {
+  const labelled_row *p = (const labelled_row *)a, *q = (const labelled_row *)b;
+  if (p->label != q->label) return p->label < q->label ? -1 : 1;
+  return (p->row > q->row) - (p->row < q->row);
+}
+
+/* The rows grouped by label for label_w_kernel: ints[0, B) the labels,
+ * [B, 2B) the rows ordered by (label, row), then the groups' starts in that
+ * order (groups + 1 of them); returns the number of groups. */
+static int group_rows(int *ints, const int32_t *labels, int B) {
+  int *order = ints + B, *starts = ints + 2 * B;
+  labelled_row *rows = (labelled_row *)lfs_malloc(sizeof *rows * (size_t)B);
+  for (int i = 0; i < B; i++) ints[i] = labels[i], rows[i].label = labels[i], rows[i].row = i;
+  qsort(rows, (size_t)B, sizeof *rows, by_label_then_row);
+  int groups = 0;
+  for (int r = 0; r < B; r++) {
+    order[r] = rows[r].row;
+    if (r == 0 || rows[r].label != rows[r - 1].label) starts[groups++] = r;
+  }
+  starts[groups] = B;
+  free(rows);
+  return groups;
 }
 
 /* ---- scratch and the entry point ---- */
@@ -436,7 +471,7 @@ static head_scratch carve_scratch(char *base, int B, int D, int K, int P, size_t
   s.parts.sum = (double *)carve(base, &off, BP, sizeof(double));
   s.parts.proj = (double *)carve(base, &off, BP, sizeof(double));
   s.hit = (int *)carve(base, &off, B, sizeof(int));
-  s.labels = (int *)carve(base, &off, B, sizeof(int));
+  s.labels = (int *)carve(base, &off, 3 * (size_t)B + 1, sizeof(int)); /* group_rows' */
   s.parts.best_k = (int *)carve(base, &off, BP, sizeof(int));
   s.xhat = (float *)carve(base, &off, (size_t)B * D, sizeof(float));
   s.tmp = (float *)carve(base, &off, (size_t)B * D, sizeof(float));
@@ -469,7 +504,11 @@ double lfs_cuda_head_loss(lfs_backend *be, const lfs_head_cfg *cfg, int B, int D
   lfs_cuda_ctx *c = lfs_cuda_ctx_of(be);
   const int P = parts_per_row(c, B, K);
   head_scratch s = scratch_for(c, B, D, K, P);
-  LFS_CUDA_CHECK(cudaMemcpy(s.labels, labels, sizeof(int) * B, cudaMemcpyHostToDevice));
+  int *grouped = (int *)lfs_malloc(sizeof(int) * (3 * (size_t)B + 1));
+  const int groups = group_rows(grouped, labels, B);
+  LFS_CUDA_CHECK(cudaMemcpy(s.labels, grouped, sizeof(int) * (3 * (size_t)B + 1),
+                            cudaMemcpyHostToDevice));
+  free(grouped);
   inv_norms_kernel<<<warp_row_blocks(B), LFS_CUDA_THREADS>>>(s.inv_x, x, (size_t)B, D);
   inv_norms_kernel<<<warp_row_blocks(K), LFS_CUDA_THREADS>>>(s.inv_w, w, (size_t)K, D);
   normalise_kernel<<<lfs_cuda_blocks((size_t)B * D), LFS_CUDA_THREADS>>>(s.xhat, x, s.inv_x, D,
@@ -503,8 +542,9 @@ double lfs_cuda_head_loss(lfs_backend *be, const lfs_head_cfg *cfg, int B, int D
     lfs_cuda_linear_backward(be, B, D, K, NULL, dw, NULL, s.gscaled, s.xhat, w);
     class_radial_kernel<<<warp_row_blocks(K), LFS_CUDA_THREADS>>>(dw, w, s.col, s.inv_w, D,
                                                                   (size_t)K);
-    label_w_kernel<<<1, LFS_CUDA_THREADS>>>(dw, x, w, s.labels, s.inv_x, s.inv_w, s.label_c,
-                                            s.label_g, B, D);
+    label_w_kernel<<<groups, LFS_CUDA_THREADS>>>(dw, x, w, s.labels, s.labels + B,
+                                                 s.labels + 2 * B, s.inv_x, s.inv_w, s.label_c,
+                                                 s.label_g, D);
     LFS_CUDA_LAUNCHED();
   }
   /* the per-row results, summed on the host in row order as on the CPU */
