@@ -7,6 +7,7 @@
 
 #include "config.h"
 #include "lfs/backend.h"
+#include "lfs/fileio.h"
 #include "lfs/log.h"
 #include "lfs/runtime.h"
 #include "lfs/timer.h"
@@ -64,6 +65,29 @@ static void pin_cpu_isa(void) {
                    isa);
 }
 
+/* LFS_EXIT_FILE: rank 0 writes the command's exit code there when the command
+ * returns. A batch script cannot tell a run that finished from ranks that never
+ * started (srun can exit 0 after "task launch failed"); this file can. Written
+ * to a temporary name and renamed, so a reader never sees half of it. */
+static void report_exit_code(int rc) {
+  const char *path = getenv("LFS_EXIT_FILE");
+  if (!path || !*path || lfs_world_rank() != 0) return;
+  char tmp[4096];
+  if (snprintf(tmp, sizeof tmp, "%s.tmp", path) >= (int)sizeof tmp) {
+    lfs_warn("LFS_EXIT_FILE=%s: path too long, exit code not written", path);
+    return;
+  }
+  FILE *f = fopen(tmp, "w");
+  int ok = f && fprintf(f, "%d\n", rc) > 0;
+  if (f && fclose(f) != 0) ok = 0;
+  if (!ok || rename(tmp, path) != 0) {
+    lfs_warn("LFS_EXIT_FILE=%s: could not write the exit code: %s", path, strerror(errno));
+    remove(tmp);
+    return;
+  }
+  lfs_sync_dir_of(path);
+}
+
 int main(int argc, char **argv) {
   lfs_runtime_init(&argc, &argv);
   lfs_signals_install();
@@ -82,6 +106,7 @@ int main(int argc, char **argv) {
   for (int i = 0; i < command_count; i++) {
     if (strcmp(argv[1], commands[i].name) != 0) continue;
     int rc = commands[i].run(argc - 1, argv + 1);
+    report_exit_code(rc);
     lfs_runtime_finalize();
     return rc;
   }
