@@ -44,6 +44,10 @@ typedef struct {
   /* Staged on several ranks: the group's device collectives (gradient mean, BN
    * statistics), or NULL where there are none and they go through the host. */
   lfs_devcomm *devcomm;
+  /* How the group's gradients are averaged, for lfs_trainer_announce: "" on
+   * one rank; warn when a GPU run falls back to the host. */
+  char gradient_path[320];
+  int gradient_path_warn;
   /* lfs_trainer_broadcast_state's device collectives over `comm`, made on its
    * first call (tried: made or found unavailable). */
   struct {
@@ -71,6 +75,10 @@ typedef struct {
 int lfs_trainer_init(lfs_trainer *t, const lfs_config *cfg, int classes, int64_t steps_per_epoch,
                      MPI_Comm comm, char *err, size_t errlen);
 void lfs_trainer_free(lfs_trainer *t);
+
+/* Says how the gradients are averaged (on the device or through the host), on
+ * the ranks that log; after the command's banner, which follows the init. */
+void lfs_trainer_announce(const lfs_trainer *t);
 
 /* A host buffer for one input batch [local_batch, 3, S, S], in the backend's
  * staging memory (page-locked on a GPU, so that a step's upload runs at full

@@ -179,17 +179,27 @@ static const float *features_on_host(lfs_trainer *t, const float *feat) {
 }
 
 /* Staged on several ranks: the group's collectives on the device where NCCL
- * allows (collective over the group); rank 0 says which way they go. */
+ * allows (collective over the group); lfs_trainer_announce says which way the
+ * gradients go. */
 static void open_group_devcomm(lfs_trainer *t) {
   if (!t->staged || t->ranks < 2) return;
   char why[256] = "";
   t->devcomm = lfs_devcomm_create(t->g.be, t->comm, why, sizeof why);
   if (t->devcomm)
-    lfs_info("gradients: averaged over %d ranks on the device (%s)", t->ranks, lfs_nccl_describe());
-  else if (!strcmp(t->g.be->ops->name, "cuda") && lfs_log_rank() == 0)
-    lfs_warn("gradients: averaged over %d ranks through the host (%s)", t->ranks, why);
+    snprintf(t->gradient_path, sizeof t->gradient_path,
+             "gradients: averaged over %d ranks on the device (%s)", t->ranks, lfs_nccl_describe());
   else
-    lfs_info("gradients: averaged over %d ranks through the host (%s)", t->ranks, why);
+    snprintf(t->gradient_path, sizeof t->gradient_path,
+             "gradients: averaged over %d ranks through the host (%s)", t->ranks, why);
+  t->gradient_path_warn = !t->devcomm && !strcmp(t->g.be->ops->name, "cuda");
+}
+
+void lfs_trainer_announce(const lfs_trainer *t) {
+  if (!t->gradient_path[0]) return;
+  if (t->gradient_path_warn && lfs_log_rank() == 0)
+    lfs_warn("%s", t->gradient_path);
+  else
+    lfs_info("%s", t->gradient_path);
 }
 
 static int build_model(lfs_trainer *t, const lfs_config *cfg, char *err, size_t errlen) {

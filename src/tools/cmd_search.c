@@ -317,6 +317,7 @@ int lfs_cmd_search(int argc, char **argv) {
            "global batch %d per candidate, %lld steps/epoch, %d warm-up epochs",
            lfs_space_name(r.space.kind), r.space.dim, r.M, r.G, t.arch, t.K, size, size,
            t.global_batch, (long long)lfs_loader_steps_per_epoch(l), r.warmup);
+  lfs_trainer_announce(&t);
   lfs_runlog *log = lfs_world_rank() == 0 ? open_runlog(&r, resumed, epoch) : NULL;
   int rc = 0;
   for (; epoch < r.epochs && rc == 0; epoch++, step = 0) {

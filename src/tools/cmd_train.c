@@ -165,6 +165,7 @@ int lfs_cmd_train(int argc, char **argv) {
            t.arch, lfs_config_string(r.cfg, "head.loss"), t.K, size, size, t.global_batch, t.ranks,
            (long long)lfs_loader_steps_per_epoch(l), lfs_params_trainable(&t.g.params),
            (long long)t.K * t.D);
+  lfs_trainer_announce(&t);
   lfs_runlog *log = lfs_world_rank() == 0 ? open_runlog(&r, epoch) : NULL;
   int rc = 0;
   for (; epoch < r.epochs && rc == 0; epoch++, step = 0) {

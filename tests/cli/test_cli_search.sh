@@ -129,6 +129,9 @@ ok "2 candidates x 2 ranks = 2 candidates x 1 rank (sync_bn): same warm-up, samp
 LFS_DEVCOMM=mpi run 0 "$MPIEXEC" -n 4 "$LFSEARCH" search $eq --set run.out_dir=c3 \
   --set search.ranks_per_candidate=2 --device cpu-staged
 expect "averaged over 2 ranks on the device"
+banner_line=$(grep -m1 -n '^lfsearch search:' <<<"$out" | cut -d: -f1)
+[ "${banner_line:-0}" -gt 0 ] && [ "$banner_line" -lt "$(grep -m1 -n 'averaged over' <<<"$out" | cut -d: -f1)" ] ||
+  fail "the gradients' path is not said after the banner"
 [ -n "$(rows_of 2 "$out")" ] && [ "$(rows_of 2 "$out")" = "$(rows_of 2 "$(cat c2.out)")" ] ||
   fail "cpu-staged with device collectives: epoch 2 differs: $(rows_of 2 "$out")"
 for g in /model /optim /head; do
