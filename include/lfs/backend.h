@@ -81,8 +81,9 @@ typedef struct {
    * statistics stay in backend memory; only synchronised BN (cfg->group_sum) takes
    * the sums to the host, between the phases, to add them up over the group.
    * Training mode: mean [c] and invstd [c] = 1 / sqrt(var + eps) of x (biased
-   * variance from the squared deviations about the mean: two passes, no
-   * cancellation; sums in double), and the running averages run_mean, run_var [c]
+   * variance about the mean as rounded to float, sums in double: the CPU takes
+   * two passes, the mean then the squared deviations; CUDA one, of x less the
+   * running mean and its square), and the running averages run_mean, run_var [c]
    * moved by cfg->momentum towards the mean and the unbiased variance. Returns the
    * number of values per channel (the group's). Eval mode: mean = run_mean,
    * invstd from run_var, x unread; returns 0. */
@@ -214,7 +215,8 @@ int lfs_cuda_tf32(lfs_backend *be);
 void lfs_cuda_set_conv_gemm(lfs_backend *be, int on);
 /* Convolutions through cuDNN's graph API, where it has an engine for a pass
  * (also LFS_CUDA_CONV=graph); lfs_cuda_conv_graph_fallbacks counts the passes
- * it had none for, which took cuDNN's legacy entry points. */
+ * it had none for and the calls whose tensors broke a plan's alignment, which
+ * took cuDNN's legacy entry points. */
 void lfs_cuda_set_conv_graph(lfs_backend *be, int on);
 int lfs_cuda_conv_graph_fallbacks(lfs_backend *be);
 

@@ -110,4 +110,8 @@ double lfs_head_loss(const lfs_head_cfg *cfg, int B, int D, int K,
                      const float *x /* [B, D] */, const float *w /* [K, D] */,
                      const int32_t *labels /* [B] */);
 
+/* What lfs_head_loss (and a backend's head) checks first: cfg, the shape and
+ * the labels (host memory); a failure is an internal fault naming the value. */
+void lfs_head_check_call(const lfs_head_cfg *cfg, int B, int D, int K, const int32_t *labels);
+
 #endif

@@ -344,7 +344,7 @@ static void backward_w(head_work *hw, float *dw) {
   }
 }
 
-static void check_call(const lfs_head_cfg *cfg, int B, int D, int K, const int32_t *labels) {
+void lfs_head_check_call(const lfs_head_cfg *cfg, int B, int D, int K, const int32_t *labels) {
   char err[256];
   if (lfs_head_cfg_check(cfg, err, sizeof err)) lfs_fatal("lfs_head_loss: %s", err);
   if (B < 0 || D < 1 || K < 1) lfs_fatal("lfs_head_loss: bad shape B=%d D=%d K=%d", B, D, K);
@@ -356,7 +356,7 @@ static void check_call(const lfs_head_cfg *cfg, int B, int D, int K, const int32
 double lfs_head_loss(const lfs_head_cfg *cfg, int B, int D, int K, float *dx, float *dw,
                      lfs_head_stats *stats, const float *x, const float *w,
                      const int32_t *labels) {
-  check_call(cfg, B, D, K, labels);
+  lfs_head_check_call(cfg, B, D, K, labels);
   if (stats) memset(stats, 0, sizeof *stats);
   if (B == 0) return 0.0;
   head_work hw = {.cfg = cfg, .B = B, .D = D, .K = K, .x = x, .w = w, .labels = labels};

@@ -58,10 +58,13 @@ static void cuda_download(lfs_backend *be, float *dst, const float *src, size_t 
 /* The copy stream runs beside the default stream, so the copy overlaps the
  * work issued since the previous call, but not the work before it, which may
  * still read this dst (double buffering); the default stream waits for the
- * copy through an event, not the host. */
+ * copy through an event, not the host. The first call waits for all the work
+ * before it (dst's zeroing among it). */
 static void cuda_upload_async(lfs_backend *be, float *dst, const float *src, size_t count) {
   lfs_cuda_ctx *c = ctx_of(be);
   if (!count) return;
+  if (!c->uploaded_async) LFS_CUDA_CHECK(cudaEventRecord(c->issued_before, cudaStreamLegacy));
+  c->uploaded_async = 1;
   LFS_CUDA_CHECK(cudaStreamWaitEvent(c->copy_stream, c->issued_before, 0));
   LFS_CUDA_CHECK(cudaEventRecord(c->issued_before, cudaStreamLegacy));
   LFS_CUDA_CHECK(cudaMemcpyAsync(dst, src, count * sizeof(float), cudaMemcpyHostToDevice,

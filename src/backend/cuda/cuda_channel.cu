@@ -15,13 +15,24 @@ enum { UNROLL = 4 };
 
 static int term_outputs(int term) { return term == LFS_CUDA_SUM_PRELU ? 1 : 2; }
 
+/* The group's loads: x, and y and the input gradient to add to where the term
+ * reads them (zeros otherwise), all issued before any is used. */
+template <int TERM, int VEC>
+static __device__ __forceinline__ void load_group(const lfs_cuda_channel_operands &a, uint32_t at,
+                                                  lfs_vecf<VEC> &xv, lfs_vecf<VEC> &yv,
+                                                  lfs_vecf<VEC> &old) {
+  lfs_cuda_load(xv, a.x + at);
+  if (TERM != LFS_CUDA_SUM_MOMENTS) lfs_cuda_load(yv, a.y + at);
+  if (TERM == LFS_CUDA_SUM_PRELU && a.dx && !a.set_dx) lfs_cuda_load(old, a.dx + at);
+}
+
 /* Adds one group (at flat index `at`) to the thread's sums; PReLU's term also
- * writes the group's input gradient. */
+ * writes the group's input gradient, old + its own (old is 0 where it sets). */
 template <int TERM, int VEC>
 static __device__ __forceinline__ void add_group(const lfs_cuda_channel_operands &a, uint32_t at,
                                                  const lfs_vecf<VEC> &xv, const lfs_vecf<VEC> &yv,
-                                                 float shift, float alpha, double &acc0,
-                                                 double &acc1) {
+                                                 const lfs_vecf<VEC> &old, float shift,
+                                                 float alpha, double &acc0, double &acc1) {
   if (TERM == LFS_CUDA_SUM_MOMENTS) {
 #pragma unroll
     for (int l = 0; l < VEC; l++) {
@@ -44,8 +55,6 @@ static __device__ __forceinline__ void add_group(const lfs_cuda_channel_operands
       g.v[l] = xv.v[l] * (in > 0.0f ? 1.0f : alpha);
     }
     if (a.dx) {
-      lfs_vecf<VEC> old = {};
-      if (!a.set_dx) lfs_cuda_load(old, a.dx + at);
 #pragma unroll
       for (int l = 0; l < VEC; l++) g.v[l] = old.v[l] + g.v[l]; /* set: 0 + g, the CPU's bits */
       lfs_cuda_store(a.dx + at, g);
@@ -68,23 +77,21 @@ static __global__ void __launch_bounds__(LFS_CUDA_THREADS)
   uint32_t g = threadIdx.x;
   for (; g + (UNROLL - 1) * step < groups; g += UNROLL * step) {
     uint32_t at[UNROLL];
-    lfs_vecf<VEC> xv[UNROLL], yv[UNROLL] = {};
+    lfs_vecf<VEC> xv[UNROLL], yv[UNROLL] = {}, old[UNROLL] = {};
 #pragma unroll
     for (int u = 0; u < UNROLL; u++) { /* every load first: they are in flight together */
       at[u] = lfs_channel_span_at(&s, (g + u * step) * VEC);
-      lfs_cuda_load(xv[u], a.x + at[u]);
-      if (TERM != LFS_CUDA_SUM_MOMENTS) lfs_cuda_load(yv[u], a.y + at[u]);
+      load_group<TERM, VEC>(a, at[u], xv[u], yv[u], old[u]);
     }
 #pragma unroll
     for (int u = 0; u < UNROLL; u++)
-      add_group<TERM, VEC>(a, at[u], xv[u], yv[u], shift, alpha, acc0, acc1);
+      add_group<TERM, VEC>(a, at[u], xv[u], yv[u], old[u], shift, alpha, acc0, acc1);
   }
   for (; g < groups; g += step) {
     const uint32_t at = lfs_channel_span_at(&s, g * VEC);
-    lfs_vecf<VEC> xv, yv = {};
-    lfs_cuda_load(xv, a.x + at);
-    if (TERM != LFS_CUDA_SUM_MOMENTS) lfs_cuda_load(yv, a.y + at);
-    add_group<TERM, VEC>(a, at, xv, yv, shift, alpha, acc0, acc1);
+    lfs_vecf<VEC> xv, yv = {}, old = {};
+    load_group<TERM, VEC>(a, at, xv, yv, old);
+    add_group<TERM, VEC>(a, at, xv, yv, old, shift, alpha, acc0, acc1);
   }
   const double total0 = lfs_cuda_block_sum(acc0, part);
   if (threadIdx.x == 0) partials[(size_t)ch * splits + split] = total0;

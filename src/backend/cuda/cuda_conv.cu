@@ -21,8 +21,10 @@
 static const size_t max_workspace = (size_t)1 << 30;
 
 struct lfs_cuda_conv_plan {
+  /* the key: the geometry and the context's settings the plan was made under
+   * (gemm and graph below are what it does, which may differ) */
   lfs_conv_desc d;
-  int math_tf32;
+  int math_tf32, asked_gemm, asked_graph;
   /* the math type cuDNN ranked each pass's algorithm with (forward, data, filter) */
   cudnnMathType_t math[3];
   int gemm;  /* im2col + cuBLAS instead of cuDNN */
@@ -152,13 +154,15 @@ static int choose_algorithms(lfs_cuda_ctx *c, lfs_cuda_conv_plan *p) {
 static lfs_cuda_conv_plan *plan_for(lfs_cuda_ctx *c, const lfs_conv_desc *d) {
   for (int i = 0; i < c->nplans; i++)
     if (lfs_conv_desc_same(&c->plans[i].d, d) && c->plans[i].math_tf32 == c->tf32 &&
-        c->plans[i].gemm == c->conv_gemm && c->plans[i].graph == c->conv_graph)
+        c->plans[i].asked_gemm == c->conv_gemm && c->plans[i].asked_graph == c->conv_graph)
       return &c->plans[i];
   c->plans = (lfs_cuda_conv_plan *)lfs_grow(c->plans, c->nplans + 1, &c->cap_plans, sizeof *c->plans);
   lfs_cuda_conv_plan *p = &c->plans[c->nplans++];
   memset(p, 0, sizeof *p);
   p->d = *d;
   p->math_tf32 = c->tf32;
+  p->asked_gemm = c->conv_gemm;
+  p->asked_graph = c->conv_graph;
   make_descriptors(p, d, c->tf32);
   p->gemm = c->conv_gemm;
   p->graph = c->conv_graph && !c->conv_gemm;
@@ -200,6 +204,7 @@ static int run_graph(lfs_cuda_ctx *c, lfs_cuda_conv_plan *p, int slot, int pass,
   }
   if (!p->graph_pass[slot]) return 0;
   const int ran = lfs_cuda_graph_pass_run(c, p->graph_pass[slot], ptrs, why, sizeof why);
+  if (ran == 0) c->graph_fallbacks++; /* misaligned this call: counted, not said each time */
   if (ran >= 0) return ran;
   lfs_cuda_graph_pass_free(p->graph_pass[slot]);
   p->graph_pass[slot] = NULL;

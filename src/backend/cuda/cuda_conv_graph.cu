@@ -226,10 +226,9 @@ static cudnnBackendDescriptor_t make_plan(lfs_cuda_ctx *c, cudnnBackendDescripto
   return plan;
 }
 
-static cudnnStatus_t execute(lfs_cuda_ctx *c, cudnnBackendDescriptor_t plan, int64_t workspace,
+static cudnnStatus_t execute(lfs_cuda_ctx *c, cudnnBackendDescriptor_t plan, void *ws,
                              void *const ptrs[TENSORS]) {
   static const int64_t uids[TENSORS] = {UID_X, UID_W, UID_Y};
-  void *ws = lfs_cuda_workspace(c, (size_t)workspace);
   cudnnBackendDescriptor_t pack = NULL;
   cudnnStatus_t rc = cudnnBackendCreateDescriptor(CUDNN_BACKEND_VARIANT_PACK_DESCRIPTOR, &pack);
   if (rc == CUDNN_STATUS_SUCCESS)
@@ -247,17 +246,20 @@ static cudnnStatus_t execute(lfs_cuda_ctx *c, cudnnBackendDescriptor_t plan, int
   return rc;
 }
 
-/* Milliseconds of the best of 3 runs (after one more), or -1 if it fails. */
-static float time_plan(lfs_cuda_ctx *c, cudnnBackendDescriptor_t plan, int64_t workspace,
-                       void *const ptrs[TENSORS]) {
+/* Milliseconds of the best of 3 runs (after one more) with workspace ws, or -1
+ * if it fails (*status then says why). */
+static float time_plan(lfs_cuda_ctx *c, cudnnBackendDescriptor_t plan, void *ws,
+                       void *const ptrs[TENSORS], cudnnStatus_t *status) {
   cudaEvent_t start, stop;
   LFS_CUDA_CHECK(cudaEventCreate(&start));
   LFS_CUDA_CHECK(cudaEventCreate(&stop));
   float best = -1.0f;
-  if (execute(c, plan, workspace, ptrs) == CUDNN_STATUS_SUCCESS)
+  *status = execute(c, plan, ws, ptrs);
+  if (*status == CUDNN_STATUS_SUCCESS)
     for (int r = 0; r < 3; r++) {
       LFS_CUDA_CHECK(cudaEventRecord(start, cudaStreamLegacy));
-      if (execute(c, plan, workspace, ptrs) != CUDNN_STATUS_SUCCESS) {
+      *status = execute(c, plan, ws, ptrs);
+      if (*status != CUDNN_STATUS_SUCCESS) {
         best = -1.0f;
         break;
       }
@@ -273,9 +275,24 @@ static float time_plan(lfs_cuda_ctx *c, cudnnBackendDescriptor_t plan, int64_t w
   return best;
 }
 
+/* A candidate's workspace while it is timed: the context's where that is large
+ * enough, else its own (*owned, for the caller to free), or NULL where the
+ * device has no room for it: a candidate that would not be chosen must neither
+ * grow the context's workspace for good nor stop the run for lack of memory. */
+static void *candidate_workspace(lfs_cuda_ctx *c, int64_t bytes, void **owned) {
+  *owned = NULL;
+  if ((size_t)bytes <= c->workspace_bytes) return bytes ? c->workspace : NULL;
+  if (cudaMalloc(owned, (size_t)bytes) != cudaSuccess) {
+    (void)cudaGetLastError();
+    *owned = NULL;
+  }
+  return *owned;
+}
+
 /* Times the first MAX_CANDIDATES acceptable configurations that build (of
- * mode A's, then the fallback list's; runtime-compiled ones only if no other
- * builds) on ptrs and keeps the fastest in g; the others are destroyed. */
+ * mode A's, then the fallback list's; runtime-compiled ones, MAX_CANDIDATES
+ * more, only if no other runs) on ptrs and keeps the fastest in g; the others
+ * are destroyed. */
 static int choose_plan(lfs_cuda_ctx *c, lfs_cuda_graph_pass *g, void *const ptrs[TENSORS],
                        size_t max_workspace, char *why, size_t whylen) {
   cudnnBackendDescriptor_t *cfgs = NULL;
@@ -283,9 +300,10 @@ static int choose_plan(lfs_cuda_ctx *c, lfs_cuda_graph_pass *g, void *const ptrs
   heuristics(g, CUDNN_HEUR_MODE_A, &cfgs, &count);
   heuristics(g, CUDNN_HEUR_MODE_FALLBACK, &cfgs, &count);
   float best_ms = -1.0f;
-  int timed = 0;
+  int timed = 0, no_room = 0;
+  cudnnStatus_t failed = CUDNN_STATUS_SUCCESS;
   for (int compiled = 0; compiled < 2 && !g->plan; compiled++)
-    for (int64_t i = 0; i < count && timed < MAX_CANDIDATES; i++) {
+    for (int64_t i = 0, round = 0; i < count && round < MAX_CANDIDATES; i++) {
       if (!cfgs[i] || !engine_acceptable(c, cfgs[i], compiled) ||
           (compiled && engine_acceptable(c, cfgs[i], 0)))
         continue; /* the second round takes the runtime-compiled engines alone */
@@ -293,10 +311,17 @@ static int choose_plan(lfs_cuda_ctx *c, lfs_cuda_graph_pass *g, void *const ptrs
       cudnnBackendDescriptor_t plan = make_plan(c, cfgs[i], &workspace);
       if (!plan) continue;
       float ms = -1.0f;
-      if (workspace <= (int64_t)max_workspace) {
-        ms = time_plan(c, plan, workspace, ptrs);
-        timed++;
+      void *owned = NULL, *ws = NULL;
+      if (workspace > (int64_t)max_workspace ||
+          (!(ws = candidate_workspace(c, workspace, &owned)) && workspace > 0)) {
+        no_room++;
+      } else {
+        cudnnStatus_t status;
+        ms = time_plan(c, plan, ws, ptrs, &status);
+        if (ms < 0.0f) failed = status;
+        timed++, round++;
       }
+      if (owned) LFS_CUDA_CHECK(cudaFree(owned));
       if (ms >= 0.0f && (best_ms < 0.0f || ms < best_ms)) {
         destroy(&g->plan);
         destroy(&g->cfg);
@@ -309,10 +334,16 @@ static int choose_plan(lfs_cuda_ctx *c, lfs_cuda_graph_pass *g, void *const ptrs
   for (int64_t i = 0; i < count; i++) destroy(&cfgs[i]);
   free(cfgs);
   if (!g->plan) {
-    snprintf(why, whylen, "none of cuDNN's %lld engine configurations runs it in float32 within "
-             "%zu MiB of workspace", (long long)count, max_workspace >> 20);
+    int at = snprintf(why, whylen, "of cuDNN's %lld engine configurations, none runs it in "
+                      "float32: %d ran and failed", (long long)count, timed);
+    if (timed && at >= 0 && (size_t)at < whylen)
+      at += snprintf(why + at, whylen - (size_t)at, " (the last: %s)", cudnnGetErrorString(failed));
+    if (no_room && at >= 0 && (size_t)at < whylen)
+      snprintf(why + at, whylen - (size_t)at, ", %d found no room for their workspace (at most "
+               "%zu MiB)", no_room, max_workspace >> 20);
     return -1;
   }
+  lfs_cuda_workspace(c, (size_t)g->workspace); /* the chosen plan's, grown now, not mid-step */
   return 0;
 }
 
@@ -380,7 +411,7 @@ int lfs_cuda_graph_pass_run(lfs_cuda_ctx *c, lfs_cuda_graph_pass *g, void *const
                             char *why, size_t whylen) {
   for (int t = 0; t < TENSORS; t++)
     if ((uintptr_t)ptrs[t] % (uintptr_t)g->alignment[t]) return 0;
-  const cudnnStatus_t rc = execute(c, g->plan, g->workspace, ptrs);
+  const cudnnStatus_t rc = execute(c, g->plan, lfs_cuda_workspace(c, (size_t)g->workspace), ptrs);
   if (rc == CUDNN_STATUS_SUCCESS) return 1;
   snprintf(why, whylen, "cudnnBackendExecute: %s", cudnnGetErrorString(rc));
   return -1;

@@ -440,6 +440,7 @@ typedef struct {
   double *inv_x, *inv_w, *label_c, *col;
   double *loss, *py, *label_g;
   int *hit, *labels;
+  size_t results_bytes; /* loss, py, label_c [B] and hit [B], adjacent from loss on */
   row_parts parts;
   float *xhat, *dots, *gscaled, *tmp;
 } head_scratch;
@@ -460,9 +461,12 @@ static head_scratch carve_scratch(char *base, int B, int D, int K, int P, size_t
   size_t off = 0;
   head_scratch s;
   s.inv_x = (double *)carve(base, &off, B, sizeof(double));
-  s.label_c = (double *)carve(base, &off, B, sizeof(double));
-  s.loss = (double *)carve(base, &off, B, sizeof(double));
-  s.py = (double *)carve(base, &off, B, sizeof(double));
+  /* what the host reads back, in one copy */
+  s.results_bytes = 3 * sizeof(double) * (size_t)B + sizeof(int) * (size_t)B;
+  s.loss = (double *)carve(base, &off, s.results_bytes, 1);
+  s.py = s.loss ? s.loss + B : NULL;
+  s.label_c = s.loss ? s.loss + 2 * (size_t)B : NULL;
+  s.hit = s.loss ? (int *)(s.loss + 3 * (size_t)B) : NULL;
   s.label_g = (double *)carve(base, &off, B, sizeof(double));
   s.inv_w = (double *)carve(base, &off, K, sizeof(double));
   s.col = (double *)carve(base, &off, K, sizeof(double));
@@ -470,7 +474,6 @@ static head_scratch carve_scratch(char *base, int B, int D, int K, int P, size_t
   s.parts.best_c = (double *)carve(base, &off, BP, sizeof(double));
   s.parts.sum = (double *)carve(base, &off, BP, sizeof(double));
   s.parts.proj = (double *)carve(base, &off, BP, sizeof(double));
-  s.hit = (int *)carve(base, &off, B, sizeof(int));
   s.labels = (int *)carve(base, &off, 3 * (size_t)B + 1, sizeof(int)); /* group_rows' */
   s.parts.best_k = (int *)carve(base, &off, BP, sizeof(int));
   s.xhat = (float *)carve(base, &off, (size_t)B * D, sizeof(float));
@@ -496,26 +499,47 @@ static head_scratch scratch_for(lfs_cuda_ctx *c, int B, int D, int K, int P) {
   return carve_scratch((char *)c->head_scratch, B, D, K, P, &bytes);
 }
 
+/* The page-locked staging buffer, at least `bytes` (the previous call's copies
+ * are done: it ended reading its results back). */
+static void *host_staging(lfs_cuda_ctx *c, size_t bytes) {
+  if (bytes <= c->head_host_bytes) return c->head_host;
+  if (c->head_host) LFS_CUDA_CHECK(cudaFreeHost(c->head_host));
+  c->head_host = NULL;
+  c->head_host_bytes = 0;
+  const cudaError_t rc = cudaMallocHost(&c->head_host, bytes);
+  if (rc != cudaSuccess)
+    lfs_fatal("CUDA: cannot allocate %.1f MiB of page-locked host memory for the margin head on "
+              "GPU %d (%s)", bytes / 1048576.0, c->device, cudaGetErrorString(rc));
+  c->head_host_bytes = bytes;
+  return c->head_host;
+}
+
 double lfs_cuda_head_loss(lfs_backend *be, const lfs_head_cfg *cfg, int B, int D, int K, float *dx,
                           float *dw, lfs_head_stats *stats, const float *x, const float *w,
                           const int32_t *labels) {
+  lfs_head_check_call(cfg, B, D, K, labels);
   if (stats) memset(stats, 0, sizeof *stats);
   if (B == 0) return 0.0;
   lfs_cuda_ctx *c = lfs_cuda_ctx_of(be);
   const int P = parts_per_row(c, B, K);
   head_scratch s = scratch_for(c, B, D, K, P);
-  int *grouped = (int *)lfs_malloc(sizeof(int) * (3 * (size_t)B + 1));
-  const int groups = group_rows(grouped, labels, B);
-  LFS_CUDA_CHECK(cudaMemcpy(s.labels, grouped, sizeof(int) * (3 * (size_t)B + 1),
-                            cudaMemcpyHostToDevice));
-  free(grouped);
+  const size_t label_bytes = sizeof(int) * (3 * (size_t)B + 1);
+  char *host = (char *)host_staging(c, label_bytes > s.results_bytes ? label_bytes : s.results_bytes);
+  const int groups = group_rows((int *)host, labels, B);
+  /* from page-locked memory the copy queues behind the backbone's forward
+   * instead of waiting for it, and the head's launches queue on */
+  LFS_CUDA_CHECK(cudaMemcpyAsync(s.labels, host, label_bytes, cudaMemcpyHostToDevice,
+                                 cudaStreamLegacy));
   inv_norms_kernel<<<warp_row_blocks(B), LFS_CUDA_THREADS>>>(s.inv_x, x, (size_t)B, D);
+  LFS_CUDA_LAUNCHED();
   inv_norms_kernel<<<warp_row_blocks(K), LFS_CUDA_THREADS>>>(s.inv_w, w, (size_t)K, D);
+  LFS_CUDA_LAUNCHED();
   normalise_kernel<<<lfs_cuda_blocks((size_t)B * D), LFS_CUDA_THREADS>>>(s.xhat, x, s.inv_x, D,
                                                                          (size_t)B * D);
   LFS_CUDA_LAUNCHED();
   lfs_cuda_linear_forward(be, B, D, K, s.dots, s.xhat, w, NULL);
   label_cos_kernel<<<B, LFS_CUDA_THREADS>>>(s.label_c, x, w, s.labels, s.inv_x, s.inv_w, D);
+  LFS_CUDA_LAUNCHED();
   const row_out out = {s.loss, s.py, s.label_g, s.hit};
   const dim3 grid((unsigned)B, (unsigned)P);
   const double lambda = lfs_head_lambda(cfg);
@@ -542,28 +566,26 @@ double lfs_cuda_head_loss(lfs_backend *be, const lfs_head_cfg *cfg, int B, int D
     lfs_cuda_linear_backward(be, B, D, K, NULL, dw, NULL, s.gscaled, s.xhat, w);
     class_radial_kernel<<<warp_row_blocks(K), LFS_CUDA_THREADS>>>(dw, w, s.col, s.inv_w, D,
                                                                   (size_t)K);
+    LFS_CUDA_LAUNCHED();
     label_w_kernel<<<groups, LFS_CUDA_THREADS>>>(dw, x, w, s.labels, s.labels + B,
                                                  s.labels + 2 * B, s.inv_x, s.inv_w, s.label_c,
                                                  s.label_g, D);
     LFS_CUDA_LAUNCHED();
   }
   /* the per-row results, summed on the host in row order as on the CPU */
-  double *rows = (double *)lfs_malloc(sizeof(double) * 3 * B);
-  int *hit = (int *)lfs_malloc(sizeof(int) * B);
-  LFS_CUDA_CHECK(cudaMemcpy(rows, s.loss, sizeof(double) * B, cudaMemcpyDeviceToHost));
-  LFS_CUDA_CHECK(cudaMemcpy(rows + B, s.py, sizeof(double) * B, cudaMemcpyDeviceToHost));
-  LFS_CUDA_CHECK(cudaMemcpy(rows + 2 * B, s.label_c, sizeof(double) * B, cudaMemcpyDeviceToHost));
-  LFS_CUDA_CHECK(cudaMemcpy(hit, s.hit, sizeof(int) * B, cudaMemcpyDeviceToHost));
+  LFS_CUDA_CHECK(cudaMemcpyAsync(host, s.loss, s.results_bytes, cudaMemcpyDeviceToHost,
+                                 cudaStreamLegacy));
+  LFS_CUDA_CHECK(cudaStreamSynchronize(cudaStreamLegacy));
+  const double *loss = (const double *)host, *py = loss + B, *label_c = loss + 2 * (size_t)B;
+  const int *hit = (const int *)(loss + 3 * (size_t)B);
   double total = 0.0;
-  for (int i = 0; i < B; i++) total += rows[i];
+  for (int i = 0; i < B; i++) total += loss[i];
   if (stats)
     for (int i = 0; i < B; i++) {
-      const double cy = rows[2 * B + i];
-      stats->mean_p_y += rows[B + i] / B;
+      const double cy = label_c[i];
+      stats->mean_p_y += py[i] / B;
       stats->mean_cos_y += (cy > 1.0 ? 1.0 : cy < -1.0 ? -1.0 : cy) / B;
       stats->accuracy += (double)hit[i] / B;
     }
-  free(rows);
-  free(hit);
   return total / B;
 }

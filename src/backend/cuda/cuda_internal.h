@@ -36,7 +36,7 @@ typedef struct {
   int conv_find;            /* cuDNN algorithms chosen by timing, not heuristics */
   int conv_any;             /* non-deterministic algorithms too (timed choice) */
   int conv_graph;           /* convolutions through cuDNN's graph API (cuda_conv_graph.cu) */
-  int graph_fallbacks;      /* passes the graph API had no engine for (legacy path instead) */
+  int graph_fallbacks;      /* graph API passes or calls that took the legacy path instead */
   void *workspace;          /* cuDNN workspace, grown on demand */
   size_t workspace_bytes;
   double *reduce;           /* device scratch for per-channel partial sums */
@@ -46,8 +46,11 @@ typedef struct {
   cudaStream_t copy_stream; /* upload_async's */
   cudaEvent_t copy_done;
   cudaEvent_t issued_before; /* the default stream's work at the previous upload_async */
+  int uploaded_async;        /* issued_before has been recorded */
   void *head_scratch;       /* the margin head's per-call scratch, grown on demand */
   size_t head_bytes;
+  void *head_host;          /* its page-locked staging: labels in, per-row results out */
+  size_t head_host_bytes;
   int multiprocessors;      /* of the device, to size reductions */
   int channel_resident[8];  /* blocks of each per-channel reduction an SM holds, 0: not asked */
   struct lfs_cuda_conv_plan *plans; /* one per convolution geometry seen */

@@ -6,6 +6,7 @@
  * PyTorch's kernels take one pass too, with Welford's update); the
  * element-wise formulas are the CPU backend's (src/backend/cpu/batchnorm.c),
  * 4 values at a time where the plane allows. */
+#include "backend/cuda/bn_moments.h"
 #include "backend/cuda/cuda_internal.h"
 
 /* ---- batch normalisation ---- */
@@ -32,31 +33,20 @@ static __global__ void bn_eval_stats_kernel(float *mean, float *invstd, const fl
   }
 }
 
-/* The running averages as the CPU rounds them: each product on its own. */
-static __device__ __forceinline__ float running(float old, double m, double now) {
-  return (float)__dadd_rn(__dmul_rn(1.0 - m, (double)old), __dmul_rn(m, now));
-}
-
-/* sums: the sums of d = x - run_mean (the running mean before this
- * update, which the ranks of a synchronised group share) and of d^2 over the
- * (group's) batch of `count` values a channel. The variance is E[d^2] - E[d]^2
- * in double, whose cancellation costs log2(E[d]^2 / var) of double's 53 bits:
- * little once the running mean is near the batch's (at the start, with the
- * running mean 0, what unshifted sums would cost). */
+/* sums: the (group's) sums of d = x - run_mean (the running mean before this
+ * update, which the ranks of a synchronised group share) and of d^2 over
+ * `count` values a channel; bn_moments.h forms the statistics from them. */
 static __global__ void bn_moments_kernel(float *mean, float *invstd, float *run_mean,
                                          float *run_var, lfs_cuda_channel_parts sums, int c,
                                          double count, double eps, double m) {
   LFS_CUDA_GRID_STRIDE(ch, (size_t)c) {
-    const double offset = lfs_cuda_parts_total(sums, ch) / count;
-    const double spread = lfs_cuda_parts_total(sums, c + ch) / count - offset * offset;
-    const double mu = (double)run_mean[ch] + offset;
-    const double var = spread > 0.0 ? spread : 0.0;
-    const double unbiased = count > 1 ? __dmul_rn(var, count) / (count - 1) : var;
-    const float mean_f = (float)mu;
-    mean[ch] = mean_f;
-    invstd[ch] = (float)(1.0 / sqrt(var + eps));
-    run_mean[ch] = running(run_mean[ch], m, (double)mean_f);
-    run_var[ch] = running(run_var[ch], m, unbiased);
+    const lfs_bn_moments r =
+        lfs_bn_moments_finish(lfs_cuda_parts_total(sums, ch), lfs_cuda_parts_total(sums, c + ch),
+                              count, run_mean[ch], run_var[ch], eps, m);
+    mean[ch] = r.mean;
+    invstd[ch] = r.invstd;
+    run_mean[ch] = r.run_mean;
+    run_var[ch] = r.run_var;
   }
 }
 
