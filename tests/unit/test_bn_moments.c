@@ -12,14 +12,13 @@
 
 #include "backend/cuda/bn_moments.h"
 #include "lfs/backend.h"
-#include "lfs/philox.h"
+#include "testutil.h"
 
 static int failures, checks;
 
 static float *random_floats(size_t n, float lo, float hi, uint32_t stream) {
   float *x = malloc((n ? n : 1) * sizeof *x);
-  const lfs_rng r = lfs_rng_make(2031, LFS_RNG_TEST, stream, 0);
-  for (size_t i = 0; i < n; i++) x[i] = lo + (hi - lo) * lfs_rng_uniform(&r, i);
+  tu_fill_uniform(x, n, lo, hi, 2031, stream);
   return x;
 }
 
