@@ -120,11 +120,14 @@ void LFS_CPU_K(batchnorm_apply)(lfs_backend *be, const lfs_bn_desc *d, float *y,
   (void)be;
 #pragma omp parallel for schedule(static) PAR_IF(d)
   for (int ch = 0; ch < d->c; ch++) {
-    const float scale = gamma[ch] * invstd[ch], shift = beta[ch] - mean[ch] * scale;
+    /* x - mean first (exact near the mean): folding the mean into a shift,
+     * x * scale + (beta - mean * scale), costs ulp(mean * scale), all of y's
+     * precision where the mean is large against the spread */
+    const float scale = gamma[ch] * invstd[ch], m = mean[ch], b = beta[ch];
     for (int n = 0; n < d->n; n++) {
       const float *p = plane(d, x, n, ch);
       float *q = y + (p - x);
-      for (int i = 0; i < d->spatial; i++) q[i] = p[i] * scale + shift;
+      for (int i = 0; i < d->spatial; i++) q[i] = (p[i] - m) * scale + b;
     }
   }
 }

@@ -85,11 +85,12 @@ template <int VEC> struct bn_apply_op {
   float *y;
   const float *x, *mean, *invstd, *gamma, *beta;
   __device__ void operator()(uint32_t i, uint32_t ch) const {
-    const float scale = gamma[ch] * invstd[ch], shift = beta[ch] - mean[ch] * scale;
+    /* the CPU's formula and roundings: x - mean first, no fused multiply-add */
+    const float scale = gamma[ch] * invstd[ch], m = mean[ch], b = beta[ch];
     lfs_vecf<VEC> v;
     lfs_cuda_load(v, x + i);
 #pragma unroll
-    for (int l = 0; l < VEC; l++) v.v[l] = v.v[l] * scale + shift;
+    for (int l = 0; l < VEC; l++) v.v[l] = __fadd_rn(__fmul_rn(v.v[l] - m, scale), b);
     lfs_cuda_store(y + i, v);
   }
 };
