@@ -44,8 +44,12 @@ run 0 "$LFSEARCH" eval --checkpoint a/checkpoints/ckpt-e0004-s000000.h5 --pairs 
 [ "$out" = "$line4" ] || fail "eval gave '$out', training printed '$line4'"
 ok "eval of the final checkpoint reproduces the training-time verification"
 run 0 "$LFSEARCH" eval --checkpoint a/checkpoints/ckpt-e0004-s000000.h5 --pairs data/val_pairs.h5 --json
-expect '"name": "synth_val"'; expect "\"accuracy\": 0.$(printf '%s' "$last" | tr -d .)"
-ok "eval --json"
+expect '"name": "synth_val"'
+json_acc=$(sed -nE 's/.*"name": "synth_val", [^{}]*"accuracy": ([0-9.e-]+),.*/\1/p' <<<"$out")
+# the text says the percentage to 2 decimals, JSON the fraction in full
+awk -v j="$json_acc" -v t="$last" 'BEGIN { d = 100 * j - t; exit !(j != "" && d <= 0.005 && d >= -0.005) }' ||
+  fail "eval --json: accuracy '$json_acc', the text said $last%"
+ok "eval --json (accuracy $json_acc)"
 
 h5ls a/run.h5 > runlog.txt || fail "run.h5 is not readable"
 grep -qE '^reward +Dataset \{4/Inf, 1\}' runlog.txt || { cat runlog.txt; fail "run.h5 lacks 4 epochs"; }
