@@ -20,8 +20,9 @@ export OMPI_MCA_rmaps_base_oversubscribe=1
 LFS_PY_PACKAGES="python3-numpy python3-h5py python3-matplotlib"
 
 # Only the test suite needs these (tests/run-all.sh sets LFS_WITH_TEST_PACKAGES=1):
-# a private Slurm for the Slurm test, which skips, saying why, when they are missing.
-LFS_TEST_PACKAGES="slurmctld slurmd slurm-client munge"
+# a private Slurm for the Slurm test, and a C++ compiler for tests/gpu/test_cuda_emulated
+# (the CUDA kernels on the host); each test skips, saying why, when its packages are missing.
+LFS_TEST_PACKAGES="slurmctld slurmd slurm-client munge g++"
 
 lfs_missing_packages() {
   local p

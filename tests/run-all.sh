@@ -1,6 +1,7 @@
 #!/bin/bash
 # run-all.sh: the whole test suite from a fresh machine. Installs what is
-# missing (with Slurm and munge for the Slurm test), builds warning-free (-Werror) with everything configure finds (CUDA
+# missing (with Slurm and munge for the Slurm test, g++ for the emulated CUDA
+# test), builds warning-free (-Werror) with everything configure finds (CUDA
 # included when present), runs `make check`, runs the unit tests again in a
 # CPU-only AddressSanitizer + UBSan build, and runs `make distcheck`. Ends with
 # automake's counts summed over all of it: "N passed, N failed".

@@ -14,7 +14,10 @@
  * BN's host round trip). Exits 77 (SKIP) where CUDA is not built or no GPU is
  * usable. With `--against cpu-staged` the same checks run against the CPU
  * kernels behind device memory, which tests the test (and the staging) on any
- * machine: there every difference must be 0. */
+ * machine: there every difference must be 0. The kernels of cuda_channel.cu,
+ * cuda_norm.cu, cuda_pointwise.cu and cuda_head.cu also run on the CPU, on any
+ * machine, in tests/gpu/test_cuda_emulated, through the host emulation of
+ * tests/gpu/emu, on this test's cases and tolerances. */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
