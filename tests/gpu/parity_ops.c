@@ -203,7 +203,8 @@ void parity_test_linear(parity_ctx *t) {
   const int n = 37, in = 129, out = 65;
   parity_pair x = parity_make_pair(t, (size_t)n * in, -1, 1, 10);
   parity_pair w = parity_make_pair(t, (size_t)out * in, -0.1f, 0.1f, 11);
-  parity_pair b = parity_make_pair(t, out, -1, 1, 12), y = parity_make_pair(t, (size_t)n * out, 0, 0, 13);
+  parity_pair b = parity_make_pair(t, out, -1, 1, 12);
+  parity_pair y = parity_make_pair(t, (size_t)n * out, 0, 0, 13);
   parity_pair dy = parity_make_pair(t, (size_t)n * out, -1, 1, 14);
   parity_pair dx = parity_make_pair(t, (size_t)n * in, -1, 1, 15);
   parity_pair dw = parity_make_pair(t, (size_t)out * in, -1, 1, 16);
@@ -394,7 +395,8 @@ static void test_batchnorm_offset(parity_ctx *t) {
   /* y to within float's precision of y itself: x - mean first (a shift of
    * beta - mean * scale would cost ulp(1e4 * 236), more than y's spread) */
   parity_pair y = parity_make_pair(t, count, 0, 0, 48);
-  parity_pair gamma = parity_make_pair(t, c, 0.5f, 1.5f, 49), beta = parity_make_pair(t, c, -1, 1, 50);
+  parity_pair gamma = parity_make_pair(t, c, 0.5f, 1.5f, 49);
+  parity_pair beta = parity_make_pair(t, c, -1, 1, 50);
   cpu->ops->batchnorm_apply(cpu, &d, y.c, x.c, mean.c, invstd.c, gamma.c, beta.c);
   gpu->ops->batchnorm_apply(gpu, &d, y.g, x.g, mean.g, invstd.g, gamma.g, beta.g);
   check_bn(t, "batchnorm apply", size, "training", "y", &y);
@@ -509,4 +511,68 @@ void parity_test_head(parity_ctx *t) {
     check_head_rows(t, parity_head_cfg(LFS_LOSS_COSFACE), "cosface, rows near a class", B, D, K,
                     1);
   check_head(t, parity_head_cfg(LFS_LOSS_ARCFACE), "arcface, 100,003 classes", 8, 128, 100003);
+}
+
+/* ---- convolutions ---- */
+
+static void test_conv(parity_ctx *t, lfs_conv_desc d, const char *what) {
+  lfs_backend *cpu = t->cpu, *gpu = t->gpu;
+  if (lfs_conv_desc_init(&d) != 0) {
+    printf("FAIL bad geometry for %s\n", what);
+    parity_count(t, 0);
+    return;
+  }
+  const size_t nx = (size_t)d.n * d.in_c * d.in_h * d.in_w;
+  const size_t ny = (size_t)d.n * d.out_c * d.out_h * d.out_w;
+  const size_t nw = (size_t)d.out_c * (d.in_c / d.groups) * d.kh * d.kw;
+  parity_pair x = parity_make_pair(t, nx, -1, 1, 40), w = parity_make_pair(t, nw, -0.2f, 0.2f, 41);
+  parity_pair b = parity_make_pair(t, d.out_c, -1, 1, 42), y = parity_make_pair(t, ny, 0, 0, 43);
+  parity_pair dy = parity_make_pair(t, ny, -1, 1, 44), dx = parity_make_pair(t, nx, -1, 1, 45);
+  parity_pair dw = parity_make_pair(t, nw, -1, 1, 46);
+  parity_pair db = parity_make_pair(t, d.out_c, -1, 1, 47);
+  char name[128];
+  cpu->ops->conv2d_forward(cpu, &d, y.c, x.c, w.c, d.has_bias ? b.c : NULL);
+  gpu->ops->conv2d_forward(gpu, &d, y.g, x.g, w.g, d.has_bias ? b.g : NULL);
+  snprintf(name, sizeof name, "conv %s forward", what);
+  parity_check_pair(t, name, &y, 2e-5);
+  cpu->ops->conv2d_backward(cpu, &d, dx.c, LFS_GRAD_ADD, dw.c, d.has_bias ? db.c : NULL, dy.c,
+                            x.c, w.c);
+  gpu->ops->conv2d_backward(gpu, &d, dx.g, LFS_GRAD_ADD, dw.g, d.has_bias ? db.g : NULL, dy.g,
+                            x.g, w.g);
+  snprintf(name, sizeof name, "conv %s backward dx", what);
+  parity_check_pair(t, name, &dx, 2e-5);
+  parity_poison(t, &dx); /* dx alone, set */
+  cpu->ops->conv2d_backward(cpu, &d, dx.c, LFS_GRAD_SET, NULL, NULL, dy.c, x.c, w.c);
+  gpu->ops->conv2d_backward(gpu, &d, dx.g, LFS_GRAD_SET, NULL, NULL, dy.g, x.g, w.g);
+  snprintf(name, sizeof name, "conv %s backward dx (sets)", what);
+  parity_check_pair(t, name, &dx, 2e-5);
+  snprintf(name, sizeof name, "conv %s backward dw", what);
+  parity_check_pair(t, name, &dw, 2e-5);
+  if (d.has_bias) {
+    snprintf(name, sizeof name, "conv %s backward db", what);
+    parity_check_pair(t, name, &db, 1e-5);
+  }
+  parity_pair *all[] = {&x, &w, &b, &y, &dy, &dx, &dw, &db};
+  for (size_t i = 0; i < sizeof all / sizeof all[0]; i++) parity_free_pair(t, all[i]);
+}
+
+/* Plain, strided at an odd size, 1x1 with a bias, depthwise, and grouped without padding. */
+void parity_test_convolutions(parity_ctx *t) {
+  static const struct {
+    lfs_conv_desc d;
+    const char *what;
+  } cases[] = {
+      {{.n = 4, .in_c = 16, .in_h = 14, .in_w = 14, .out_c = 32, .kh = 3, .kw = 3, .stride = 1,
+        .pad = 1, .groups = 1}, "3x3 s1 p1"},
+      {{.n = 4, .in_c = 16, .in_h = 15, .in_w = 15, .out_c = 24, .kh = 3, .kw = 3, .stride = 2,
+        .pad = 1, .groups = 1}, "3x3 s2 p1 (odd size)"},
+      {{.n = 2, .in_c = 32, .in_h = 7, .in_w = 7, .out_c = 64, .kh = 1, .kw = 1, .stride = 2,
+        .pad = 0, .groups = 1, .has_bias = 1}, "1x1 s2 + bias"},
+      {{.n = 3, .in_c = 24, .in_h = 12, .in_w = 12, .out_c = 24, .kh = 3, .kw = 3, .stride = 1,
+        .pad = 1, .groups = 24}, "3x3 depthwise"},
+      {{.n = 2, .in_c = 16, .in_h = 9, .in_w = 9, .out_c = 32, .kh = 3, .kw = 3, .stride = 1,
+        .pad = 0, .groups = 4}, "3x3 4 groups p0"},
+  };
+  for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++)
+    test_conv(t, cases[i].d, cases[i].what);
 }

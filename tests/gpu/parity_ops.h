@@ -6,8 +6,9 @@
  * cases: fill, add, axpy, dropout, an upload on the copy stream, SGD; PReLU (dx and
  * dalpha in one pass, adding and setting a NaN-poisoned dx); linear; L2 normalisation
  * (its backward row by row); batch norm in eval mode, training mode and with a stand-in
- * group (the mean-1e4 case too), its gradient terms, apply and backward; and the margin
- * head of every loss. The helpers (random data, backend copies, pairs of buffers, the
+ * group (the mean-1e4 case too), its gradient terms, apply and backward; the margin
+ * head of every loss; and convolutions (forward, backward adding to dx, dw and db, and
+ * setting a NaN-poisoned dx) at five geometries. The helpers (random data, backend copies, pairs of buffers, the
  * comparison) serve each program's own cases too. */
 #ifndef LFS_TESTS_GPU_PARITY_OPS_H
 #define LFS_TESTS_GPU_PARITY_OPS_H
@@ -72,5 +73,6 @@ void parity_test_linear(parity_ctx *t);
 void parity_test_l2norm(parity_ctx *t);
 void parity_test_batchnorm(parity_ctx *t);
 void parity_test_head(parity_ctx *t);
+void parity_test_convolutions(parity_ctx *t);
 
 #endif

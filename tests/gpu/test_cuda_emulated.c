@@ -1,18 +1,21 @@
-/* test_cuda_emulated.c: the CUDA kernels of cuda_channel.cu, cuda_norm.cu, cuda_pointwise.cu
- * and cuda_head.cu, run on the host through the emulation of tests/gpu/emu (cuda_emu.h says
- * what it emulates and what it cannot), against the CPU reference backend, on any machine:
- * the cases and tolerances of tests/gpu/test_cuda_parity.c (shared through parity_ops.c)
- * without its convolutions and whole networks (cuDNN is not emulated): fill, add, axpy, dropout, SGD, the copy queued
- * behind other work, PReLU (dx and dalpha in one pass, adding and setting a NaN-poisoned
- * dx), linear's bias kernels, L2 normalisation (its backward row by row), batch norm in
- * eval mode, training mode and with a stand-in group (the mean-1e4 case too), its
- * gradient terms, apply and backward (adding and setting), and the margin head of every
- * loss, its rows cut into parts (3,001 classes: 2 parts; 100,003: 97), once with rows near
- * a class, half of them their own (the parity test's accuracy is 0 throughout). Also
- * checks that the per-channel kernels load and store 16 bytes at a time exactly where the
- * plane is a multiple of 4, that every launch is followed by its error check, and that the
- * results keep their bits when the blocks run in reverse order and each block's threads in
- * shuffled order. */
+/* test_cuda_emulated.c: the CUDA backend's own code (cuda_memory.cu, cuda_channel.cu,
+ * cuda_norm.cu, cuda_pointwise.cu, cuda_head.cu and cuda_conv_gemm.cu), run on the host
+ * through the emulation of tests/gpu/emu (cuda_emu.h says what it emulates and what it
+ * cannot), against the CPU reference backend, on any machine: the cases and tolerances of
+ * tests/gpu/test_cuda_parity.c (shared through parity_ops.c and parity_models.c), with
+ * convolutions through im2col + cuBLAS alone (cuDNN is not emulated): fill, add, axpy,
+ * dropout, SGD, the copy queued behind other work, PReLU (dx and dalpha in one pass, adding
+ * and setting a NaN-poisoned dx), linear's bias kernels, L2 normalisation (its backward row
+ * by row), batch norm in eval mode, training mode and with a stand-in group (the mean-1e4
+ * case too), its gradient terms, apply and backward (adding and setting), the margin head
+ * of every loss, its rows cut into parts (3,001 classes: 2 parts; 100,003: 97), once with
+ * rows near a class, half of them their own (the parity test's accuracy is 0 throughout),
+ * convolutions at five geometries (plain, strided at an odd size, 1x1 with a bias,
+ * depthwise, grouped), and a training-mode forward and backward pass of the whole of tiny
+ * (with dropout) and r18. Also checks that the per-channel kernels load and store 16 bytes
+ * at a time exactly where the plane is a multiple of 4, that every launch is followed by
+ * its error check, and that the results keep their bits when the blocks run in reverse
+ * order and each block's threads in shuffled order. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -20,6 +23,7 @@
 #include "emu/emu_backend.h"
 #include "lfs/backend.h"
 #include "lfs/runtime.h"
+#include "parity_models.h"
 #include "parity_ops.h"
 
 static parity_ctx T; /* the CPU backend against the emulated one, within tolerances */
@@ -139,6 +143,11 @@ int main(int argc, char **argv) {
   parity_test_l2norm(&T);
   parity_test_batchnorm(&T);
   parity_test_head(&T);
+  parity_test_convolutions(&T);
+  lfs_model_cfg tiny = {.arch = "tiny", .embedding = 64, .input = 32, .dropout = 0.2f};
+  parity_check_model(&T, tiny, 8);
+  lfs_model_cfg r18 = {.arch = "r18", .embedding = 512, .input = 112};
+  parity_check_model(&T, r18, 4);
   test_launches_checked();
   test_schedule_independence();
   printf("%d of %d checks passed\n", T.checks - T.failures, T.checks);

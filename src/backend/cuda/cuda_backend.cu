@@ -1,139 +1,28 @@
 /* cuda_backend.cu: the CUDA backend: one context per process on the GPU of the
- * rank's node-local index, device memory, checked calls with useful messages,
- * and the function table of include/lfs/backend.h. Kernels live in
- * cuda_pointwise.cu, cuda_norm.cu and cuda_channel.cu, the margin head in
- * cuda_head.cu, convolutions (cuDNN) in cuda_conv.cu, cuda_conv_graph.cu and
- * cuda_conv_gemm.cu. */
+ * rank's node-local index, its settings (TF32, the convolution path), and the
+ * function table of include/lfs/backend.h. Memory lives in cuda_memory.cu,
+ * kernels in cuda_pointwise.cu, cuda_norm.cu and cuda_channel.cu, the margin
+ * head in cuda_head.cu, convolutions (cuDNN) in cuda_conv.cu,
+ * cuda_conv_graph.cu and cuda_conv_gemm.cu. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "backend/cuda/cuda_internal.h"
 
-void lfs_cuda_fail(const char *what, const char *error, const char *file, int line) {
-  lfs_fatal_at(file, line, "CUDA: %s failed: %s", what, error);
-}
-
 static lfs_cuda_ctx *ctx_of(lfs_backend *be) { return lfs_cuda_ctx_of(be); }
-
-void lfs_cuda_malloc(lfs_cuda_ctx *c, void **p, size_t bytes, const char *what) {
-  const cudaError_t rc = cudaMalloc(p, bytes);
-  if (rc == cudaSuccess) return;
-  /* anything else is an earlier fault surfacing here (a kernel's bad address,
-   * say), not a lack of memory: the user must not be told to shrink the batch */
-  if (rc != cudaErrorMemoryAllocation)
-    lfs_cuda_fail("cudaMalloc", cudaGetErrorString(rc), __FILE__, __LINE__);
-  (void)cudaGetLastError(); /* the failure is reported here, not by the next check */
-  size_t free_b = 0, total_b = 0;
-  cudaMemGetInfo(&free_b, &total_b);
-  char device[64];
-  snprintf(device, sizeof device, "GPU %d", c->device);
-  lfs_backend_out_of_memory(device, bytes, what, cudaGetErrorString(rc), free_b / 1048576.0,
-                            total_b / 1048576.0);
-}
-
-static float *cuda_alloc(lfs_backend *be, size_t count) {
-  void *p = NULL;
-  const size_t bytes = (count ? count : 1) * sizeof(float);
-  lfs_cuda_malloc(ctx_of(be), &p, bytes, NULL);
-  LFS_CUDA_CHECK(cudaMemset(p, 0, bytes));
-  return (float *)p;
-}
-
-static void cuda_free(lfs_backend *be, float *p) {
-  (void)be;
-  if (p) LFS_CUDA_CHECK(cudaFree(p));
-}
-
-static void cuda_upload(lfs_backend *be, float *dst, const float *src, size_t count) {
-  (void)be;
-  if (count) LFS_CUDA_CHECK(cudaMemcpy(dst, src, count * sizeof(float), cudaMemcpyHostToDevice));
-}
-
-static void cuda_download(lfs_backend *be, float *dst, const float *src, size_t count) {
-  (void)be;
-  if (count) LFS_CUDA_CHECK(cudaMemcpy(dst, src, count * sizeof(float), cudaMemcpyDeviceToHost));
-}
-
-/* The copy stream runs beside the default stream, so the copy overlaps the
- * work issued since the previous call, but not the work before it, which may
- * still read this dst (double buffering); the default stream waits for the
- * copy through an event, not the host. The first call waits for all the work
- * before it (dst's zeroing among it). */
-static void cuda_upload_async(lfs_backend *be, float *dst, const float *src, size_t count) {
-  lfs_cuda_ctx *c = ctx_of(be);
-  if (!count) return;
-  if (!c->uploaded_async) LFS_CUDA_CHECK(cudaEventRecord(c->issued_before, cudaStreamLegacy));
-  c->uploaded_async = 1;
-  LFS_CUDA_CHECK(cudaStreamWaitEvent(c->copy_stream, c->issued_before, 0));
-  LFS_CUDA_CHECK(cudaEventRecord(c->issued_before, cudaStreamLegacy));
-  LFS_CUDA_CHECK(cudaMemcpyAsync(dst, src, count * sizeof(float), cudaMemcpyHostToDevice,
-                                 c->copy_stream));
-  LFS_CUDA_CHECK(cudaEventRecord(c->copy_done, c->copy_stream));
-  LFS_CUDA_CHECK(cudaStreamWaitEvent(cudaStreamLegacy, c->copy_done, 0));
-}
-
-static float *cuda_host_alloc(lfs_backend *be, size_t count) {
-  void *p = NULL;
-  const size_t bytes = (count ? count : 1) * sizeof(float);
-  cudaError_t rc = cudaMallocHost(&p, bytes);
-  if (rc != cudaSuccess)
-    lfs_fatal("CUDA: cannot allocate %.1f MiB of page-locked host memory for GPU %d (%s)",
-              bytes / 1048576.0, ctx_of(be)->device, cudaGetErrorString(rc));
-  return (float *)p;
-}
-
-static void cuda_host_free(lfs_backend *be, float *p) {
-  (void)be;
-  if (p) LFS_CUDA_CHECK(cudaFreeHost(p));
-}
-
-void *lfs_cuda_workspace(lfs_cuda_ctx *c, size_t bytes) {
-  if (bytes <= c->workspace_bytes) return c->workspace;
-  if (c->workspace) LFS_CUDA_CHECK(cudaFree(c->workspace));
-  c->workspace = NULL;
-  c->workspace_bytes = 0;
-  lfs_cuda_malloc(c, &c->workspace, bytes, "the cuDNN workspace");
-  c->workspace_bytes = bytes;
-  return c->workspace;
-}
-
-/* *buf grown to `count` doubles (cudaFree waits for the work that may still use it). */
-static double *grow_doubles(lfs_cuda_ctx *c, double **buf, size_t *have, size_t count,
-                            const char *what) {
-  if (count <= *have) return *buf;
-  if (*buf) LFS_CUDA_CHECK(cudaFree(*buf));
-  *buf = NULL;
-  *have = 0;
-  lfs_cuda_malloc(c, (void **)buf, count * sizeof(double), what);
-  *have = count;
-  return *buf;
-}
-
-double *lfs_cuda_reduce_scratch(lfs_cuda_ctx *c, size_t count) {
-  return grow_doubles(c, &c->reduce, &c->reduce_count, count, "reduction scratch");
-}
-
-double *lfs_cuda_stats_scratch(lfs_cuda_ctx *c, size_t count) {
-  return grow_doubles(c, &c->stats, &c->stats_count, count, "batch-norm statistics scratch");
-}
-
-static void cuda_synchronize(lfs_backend *be) {
-  (void)be;
-  LFS_CUDA_CHECK(cudaDeviceSynchronize());
-}
 
 static const lfs_backend_ops cuda_ops = {
     /* .name */ "cuda",
-    cuda_alloc,
-    cuda_free,
-    cuda_upload,
-    cuda_download,
+    lfs_cuda_alloc,
+    lfs_cuda_free,
+    lfs_cuda_upload,
+    lfs_cuda_download,
     lfs_cuda_fill,
     lfs_cuda_axpy,
-    cuda_host_alloc,
-    cuda_host_free,
-    cuda_upload_async,
+    lfs_cuda_host_alloc,
+    lfs_cuda_host_free,
+    lfs_cuda_upload_async,
     lfs_cuda_conv2d_forward,
     lfs_cuda_conv2d_backward,
     lfs_cuda_batchnorm_stats,
@@ -151,7 +40,7 @@ static const lfs_backend_ops cuda_ops = {
     lfs_cuda_l2norm_backward,
     lfs_cuda_head_loss,
     lfs_cuda_sgd_step,
-    cuda_synchronize,
+    lfs_cuda_synchronize,
 };
 
 static void apply_math_mode(lfs_cuda_ctx *c) {

@@ -214,10 +214,21 @@ lfs_cuda_channel_parts lfs_cuda_channel_reduce(lfs_cuda_ctx *ctx, int term,
 void lfs_cuda_channel_sums(lfs_cuda_ctx *ctx, double *out, int term,
                            const lfs_cuda_channel_operands *a, int n, int c, int spatial);
 
+/* ---- memory (cuda_memory.cu) ---- */
+
 /* cudaMalloc; out of memory stops the rank naming `what` (NULL: the purpose
  * set by lfs_backend_set_purpose), the size and the memory left. */
 void lfs_cuda_malloc(lfs_cuda_ctx *c, void **p, size_t bytes, const char *what);
-/* Device memory of at least `bytes` for cuDNN, owned by the context. */
+/* The backend's memory ops (include/lfs/backend.h). */
+float *lfs_cuda_alloc(lfs_backend *be, size_t count);
+void lfs_cuda_free(lfs_backend *be, float *p);
+void lfs_cuda_upload(lfs_backend *be, float *dst, const float *src, size_t count);
+void lfs_cuda_download(lfs_backend *be, float *dst, const float *src, size_t count);
+void lfs_cuda_upload_async(lfs_backend *be, float *dst, const float *src, size_t count);
+float *lfs_cuda_host_alloc(lfs_backend *be, size_t count);
+void lfs_cuda_host_free(lfs_backend *be, float *p);
+void lfs_cuda_synchronize(lfs_backend *be);
+/* Device memory of at least `bytes` for cuDNN and im2col, owned by the context. */
 void *lfs_cuda_workspace(lfs_cuda_ctx *c, size_t bytes);
 /* Device scratch of `count` doubles: the partial sums of lfs_cuda_channel_sums,
  * and batch norm's per-channel sums. Each grows on demand. */

@@ -356,6 +356,16 @@ cudaError_t cudaMemset(void *p, int value, size_t bytes) {
   return cudaSuccess;
 }
 
+cudaError_t cudaMemsetAsync(void *p, int value, size_t bytes, cudaStream_t stream) {
+  expect_stream(stream, "cudaMemsetAsync");
+  return cudaMemset(p, value, bytes);
+}
+
+cudaError_t cudaMemGetInfo(size_t *free_bytes, size_t *total_bytes) {
+  *free_bytes = *total_bytes = 0;
+  return cudaSuccess;
+}
+
 cudaError_t cudaMemcpy(void *dst, const void *src, size_t bytes, cudaMemcpyKind kind) {
   expect_copy(dst, src, bytes, kind, "cudaMemcpy");
   drain();
@@ -383,6 +393,16 @@ cudaError_t cudaStreamSynchronize(cudaStream_t stream) {
   expect_stream(stream, "cudaStreamSynchronize");
   drain();
   return cudaSuccess;
+}
+
+cudaError_t cudaEventRecord(cudaEvent_t event, cudaStream_t stream) {
+  expect_stream(stream, "cudaEventRecord");
+  return event ? cudaSuccess : cudaErrorInvalidValue;
+}
+
+cudaError_t cudaStreamWaitEvent(cudaStream_t stream, cudaEvent_t event, unsigned flags) {
+  expect_stream(stream, "cudaStreamWaitEvent");
+  return event && !flags ? cudaSuccess : cudaErrorInvalidValue;
 }
 
 cudaError_t cudaDeviceSynchronize() {

@@ -12,8 +12,8 @@
  * (NaN) so that reads of what nothing wrote show; copies must stay inside their
  * allocations; a kernel's pointer arguments must point into device memory; 16-byte
  * (float4) accesses must be aligned, and are counted, so a test can tell which path ran.
- * One stream, the legacy default one: launches, cudaMemset, cudaMemcpyAsync and cuBLAS
- * calls queue, and run at the next call that waits for the device (cudaMemcpy,
+ * One stream, the legacy default one (which a context's copy stream must name): launches,
+ * cudaMemset, cudaMemsetAsync, cudaMemcpyAsync and cuBLAS calls queue, and run at the next call that waits for the device (cudaMemcpy,
  * cudaStreamSynchronize, cudaDeviceSynchronize, cudaFree, cudaFreeHost), as on a GPU the
  * host runs ahead of them; a launch's own error (a bad grid) is reported by
  * cudaGetLastError, and launches not followed by that check are counted. cuBLAS:
@@ -52,10 +52,18 @@
 #define __shared__ static
 #define __launch_bounds__(...)
 
-/* The backend's host helpers of cuda_backend.cu are the emulation's own (emu_backend.cpp),
- * under other names, so that a CUDA build's library, linked beside, keeps its own. */
+/* cuda_memory.cu, emulated, under other names, so that a CUDA build's library, linked
+ * beside, keeps its own for its own kernels. */
 #define lfs_cuda_fail lfs_emu_cuda_fail
 #define lfs_cuda_malloc lfs_emu_cuda_malloc
+#define lfs_cuda_alloc lfs_emu_cuda_alloc
+#define lfs_cuda_free lfs_emu_cuda_free
+#define lfs_cuda_upload lfs_emu_cuda_upload
+#define lfs_cuda_download lfs_emu_cuda_download
+#define lfs_cuda_upload_async lfs_emu_cuda_upload_async
+#define lfs_cuda_host_alloc lfs_emu_cuda_host_alloc
+#define lfs_cuda_host_free lfs_emu_cuda_host_free
+#define lfs_cuda_synchronize lfs_emu_cuda_synchronize
 #define lfs_cuda_reduce_scratch lfs_emu_cuda_reduce_scratch
 #define lfs_cuda_stats_scratch lfs_emu_cuda_stats_scratch
 #define lfs_cuda_workspace lfs_emu_cuda_workspace
@@ -154,10 +162,17 @@ cudaError_t cudaFree(void *p);
 cudaError_t cudaMallocHost(void **p, size_t bytes);
 cudaError_t cudaFreeHost(void *p);
 cudaError_t cudaMemset(void *p, int value, size_t bytes);
+cudaError_t cudaMemsetAsync(void *p, int value, size_t bytes, cudaStream_t stream);
+/* Nothing to tell: 0 bytes free of 0. */
+cudaError_t cudaMemGetInfo(size_t *free_bytes, size_t *total_bytes);
 cudaError_t cudaMemcpy(void *dst, const void *src, size_t bytes, cudaMemcpyKind kind);
 cudaError_t cudaMemcpyAsync(void *dst, const void *src, size_t bytes, cudaMemcpyKind kind,
                             cudaStream_t stream);
 cudaError_t cudaStreamSynchronize(cudaStream_t stream);
+/* With one stream, work is already in order: recording an event and waiting for one only
+ * check their arguments (an event is any non-NULL handle). */
+cudaError_t cudaEventRecord(cudaEvent_t event, cudaStream_t stream);
+cudaError_t cudaStreamWaitEvent(cudaStream_t stream, cudaEvent_t event, unsigned flags);
 cudaError_t cudaDeviceSynchronize();
 /* What an H100 or H200 holds: 2048 threads per multiprocessor. */
 template <class Kernel>
