@@ -12,36 +12,8 @@
 
 static lfs_cuda_ctx *ctx_of(lfs_backend *be) { return lfs_cuda_ctx_of(be); }
 
-static const lfs_backend_ops cuda_ops = {
-    /* .name */ "cuda",
-    lfs_cuda_alloc,
-    lfs_cuda_free,
-    lfs_cuda_upload,
-    lfs_cuda_download,
-    lfs_cuda_fill,
-    lfs_cuda_axpy,
-    lfs_cuda_host_alloc,
-    lfs_cuda_host_free,
-    lfs_cuda_upload_async,
-    lfs_cuda_conv2d_forward,
-    lfs_cuda_conv2d_backward,
-    lfs_cuda_batchnorm_stats,
-    lfs_cuda_batchnorm_apply,
-    lfs_cuda_batchnorm_grad_terms,
-    lfs_cuda_batchnorm_backward_apply,
-    lfs_cuda_prelu_forward,
-    lfs_cuda_prelu_backward,
-    lfs_cuda_linear_forward,
-    lfs_cuda_linear_backward,
-    lfs_cuda_add_forward,
-    lfs_cuda_dropout_forward,
-    lfs_cuda_dropout_backward,
-    lfs_cuda_l2norm_forward,
-    lfs_cuda_l2norm_backward,
-    lfs_cuda_head_loss,
-    lfs_cuda_sgd_step,
-    lfs_cuda_synchronize,
-};
+static const lfs_backend_ops cuda_ops =
+    lfs_cuda_ops_with("cuda", lfs_cuda_conv2d_forward, lfs_cuda_conv2d_backward);
 
 static void apply_math_mode(lfs_cuda_ctx *c) {
   LFS_CUBLAS_CHECK(cublasSetMathMode(c->blas, c->tf32 ? CUBLAS_TF32_TENSOR_OP_MATH : CUBLAS_DEFAULT_MATH));

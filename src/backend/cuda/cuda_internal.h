@@ -312,4 +312,46 @@ void lfs_cuda_axpy(lfs_backend *be, float *y, float alpha, const float *x, size_
 void lfs_cuda_sgd_step(lfs_backend *be, float *w, float *v, const float *g, size_t n, float lr,
                        float momentum, float weight_decay);
 
+/* The backend's table of ops (include/lfs/backend.h) with the given convolutions:
+ * cuda_backend.cu's (cuDNN, with im2col + cuBLAS behind it), or the host
+ * emulation's (im2col + cuBLAS alone: tests/gpu/emu). */
+static inline lfs_backend_ops lfs_cuda_ops_with(
+    const char *name,
+    void (*conv2d_forward)(lfs_backend *, const lfs_conv_desc *, float *, const float *,
+                           const float *, const float *),
+    void (*conv2d_backward)(lfs_backend *, const lfs_conv_desc *, float *, lfs_grad_write,
+                            float *, float *, const float *, const float *, const float *)) {
+  const lfs_backend_ops ops = {
+      name,
+      lfs_cuda_alloc,
+      lfs_cuda_free,
+      lfs_cuda_upload,
+      lfs_cuda_download,
+      lfs_cuda_fill,
+      lfs_cuda_axpy,
+      lfs_cuda_host_alloc,
+      lfs_cuda_host_free,
+      lfs_cuda_upload_async,
+      conv2d_forward,
+      conv2d_backward,
+      lfs_cuda_batchnorm_stats,
+      lfs_cuda_batchnorm_apply,
+      lfs_cuda_batchnorm_grad_terms,
+      lfs_cuda_batchnorm_backward_apply,
+      lfs_cuda_prelu_forward,
+      lfs_cuda_prelu_backward,
+      lfs_cuda_linear_forward,
+      lfs_cuda_linear_backward,
+      lfs_cuda_add_forward,
+      lfs_cuda_dropout_forward,
+      lfs_cuda_dropout_backward,
+      lfs_cuda_l2norm_forward,
+      lfs_cuda_l2norm_backward,
+      lfs_cuda_head_loss,
+      lfs_cuda_sgd_step,
+      lfs_cuda_synchronize,
+  };
+  return ops;
+}
+
 #endif

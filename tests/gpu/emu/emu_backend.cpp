@@ -10,36 +10,8 @@
 #include "cuda_internal.h"
 #include "emu_backend.h"
 
-static const lfs_backend_ops emu_ops = {
-    /* .name */ "cuda (emulated on the host)",
-    lfs_cuda_alloc,
-    lfs_cuda_free,
-    lfs_cuda_upload,
-    lfs_cuda_download,
-    lfs_cuda_fill,
-    lfs_cuda_axpy,
-    lfs_cuda_host_alloc,
-    lfs_cuda_host_free,
-    lfs_cuda_upload_async,
-    lfs_cuda_conv2d_forward_gemm,
-    lfs_cuda_conv2d_backward_gemm,
-    lfs_cuda_batchnorm_stats,
-    lfs_cuda_batchnorm_apply,
-    lfs_cuda_batchnorm_grad_terms,
-    lfs_cuda_batchnorm_backward_apply,
-    lfs_cuda_prelu_forward,
-    lfs_cuda_prelu_backward,
-    lfs_cuda_linear_forward,
-    lfs_cuda_linear_backward,
-    lfs_cuda_add_forward,
-    lfs_cuda_dropout_forward,
-    lfs_cuda_dropout_backward,
-    lfs_cuda_l2norm_forward,
-    lfs_cuda_l2norm_backward,
-    lfs_cuda_head_loss,
-    lfs_cuda_sgd_step,
-    lfs_cuda_synchronize,
-};
+static const lfs_backend_ops emu_ops = lfs_cuda_ops_with(
+    "cuda (emulated on the host)", lfs_cuda_conv2d_forward_gemm, lfs_cuda_conv2d_backward_gemm);
 
 static lfs_cuda_ctx emu_ctx;
 static lfs_backend emu_be;
