@@ -8,8 +8,8 @@
  * (its backward row by row); batch norm in eval mode, training mode and with a stand-in
  * group (the mean-1e4 case too), its gradient terms, apply and backward; the margin
  * head of every loss; and convolutions (forward, backward adding to dx, dw and db, and
- * setting a NaN-poisoned dx) at five geometries. The helpers (random data, backend copies, pairs of buffers, the
- * comparison) serve each program's own cases too. */
+ * setting a NaN-poisoned dx) at five geometries. The helpers (random data, backend
+ * copies, pairs of buffers, the comparison) serve each program's own cases too. */
 #ifndef LFS_TESTS_GPU_PARITY_OPS_H
 #define LFS_TESTS_GPU_PARITY_OPS_H
 

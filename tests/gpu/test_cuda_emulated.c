@@ -1,21 +1,27 @@
-/* test_cuda_emulated.c: the CUDA backend's own code (cuda_memory.cu, cuda_channel.cu,
- * cuda_norm.cu, cuda_pointwise.cu, cuda_head.cu and cuda_conv_gemm.cu), run on the host
- * through the emulation of tests/gpu/emu (cuda_emu.h says what it emulates and what it
+/* test_cuda_emulated.c: the CUDA backend's own code (src/backend/cuda: memory, kernels,
+ * the margin head, and the convolutions' three paths), run on the host through the
+ * emulation of tests/gpu/emu (cuda_emu.h and cudnn_emu.h say what it emulates and what it
  * cannot), against the CPU reference backend, on any machine: the cases and tolerances of
- * tests/gpu/test_cuda_parity.c (shared through parity_ops.c and parity_models.c), with
- * convolutions through im2col + cuBLAS alone (cuDNN is not emulated): fill, add, axpy,
- * dropout, SGD, the copy queued behind other work, PReLU (dx and dalpha in one pass, adding
- * and setting a NaN-poisoned dx), linear's bias kernels, L2 normalisation (its backward row
- * by row), batch norm in eval mode, training mode and with a stand-in group (the mean-1e4
- * case too), its gradient terms, apply and backward (adding and setting), the margin head
- * of every loss, its rows cut into parts (3,001 classes: 2 parts; 100,003: 97), once with
- * rows near a class, half of them their own (the parity test's accuracy is 0 throughout),
- * convolutions at five geometries (plain, strided at an odd size, 1x1 with a bias,
- * depthwise, grouped), and a training-mode forward and backward pass of the whole of tiny
- * (with dropout) and r18. Also checks that the per-channel kernels load and store 16 bytes
- * at a time exactly where the plane is a multiple of 4, that every launch is followed by
- * its error check, and that the results keep their bits when the blocks run in reverse
- * order and each block's threads in shuffled order. */
+ * tests/gpu/test_cuda_parity.c (shared through parity_ops.c and parity_models.c): fill,
+ * add, axpy, dropout, SGD, the copy queued behind other work, PReLU (dx and dalpha in one
+ * pass, adding and setting a NaN-poisoned dx), linear's bias kernels, L2 normalisation (its
+ * backward row by row), batch norm in eval mode, training mode and with a stand-in group
+ * (the mean-1e4 case too), its gradient terms, apply and backward (adding and setting), the
+ * margin head of every loss, its rows cut into parts (3,001 classes: 2 parts; 100,003: 97),
+ * once with rows near a class, half of them their own (the parity test's accuracy is 0
+ * throughout), convolutions at five geometries (plain, strided at an odd size, 1x1 with a
+ * bias, depthwise, grouped) through each path LFS_CUDA_CONV selects (cuDNN's algorithms by
+ * heuristics, by timing, any of them; im2col + cuBLAS; the graph API, which must run every
+ * pass), and a training-mode forward and backward pass of the whole of tiny (with dropout)
+ * and r18 on the default path. The emulated cuDNN offers forbidden algorithms and engines
+ * (non-deterministic, tensor cores with TF32 off, down-converting, runtime-compiled, too
+ * much workspace) as the fastest, so a wrong choice fails a comparison; the test also checks
+ * that the deterministic paths repeat bit for bit, that "fastest" may not, and that TF32 on
+ * reaches the tensor-core algorithms. Also checks that the per-channel kernels load and
+ * store 16 bytes at a time exactly where the plane is a multiple of 4, that every launch is
+ * followed by its error check, and that the results keep their bits when the blocks run in
+ * reverse order and each block's threads in shuffled order. */
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -69,13 +75,113 @@ static void test_queued_upload(void) {
   parity_free_pair(&T, &a), parity_free_pair(&T, &y);
 }
 
-/* ---- the emulation's own checks ---- */
-
 static float *device_random(size_t n, float lo, float hi, uint32_t stream) {
   float *h = parity_random_floats(n, lo, hi, stream), *p = parity_on(T.gpu, h, n);
   free(h);
   return p;
 }
+
+/* ---- convolutions: each path of cuda_conv.cu over the emulated cuDNN ---- */
+
+/* One 3x3 convolution's forward, backward data (adding) and backward filter on the emulated
+ * backend, from fixed inputs: the three outputs' host copy (*count values). */
+static float *conv_run(size_t *count) {
+  lfs_backend *gpu = T.gpu;
+  lfs_conv_desc d = {.n = 4, .in_c = 16, .in_h = 14, .in_w = 14, .out_c = 32, .kh = 3, .kw = 3,
+                     .stride = 1, .pad = 1, .groups = 1};
+  lfs_conv_desc_init(&d);
+  const size_t nx = (size_t)d.n * d.in_c * d.in_h * d.in_w;
+  const size_t ny = (size_t)d.n * d.out_c * d.out_h * d.out_w, nw = (size_t)d.out_c * d.in_c * 9;
+  *count = ny + nx + nw;
+  float *x = device_random(nx, -1, 1, 80), *w = device_random(nw, -0.2f, 0.2f, 81);
+  float *dy = device_random(ny, -1, 1, 82), *out = gpu->ops->alloc(gpu, *count);
+  gpu->ops->conv2d_forward(gpu, &d, out, x, w, NULL);
+  gpu->ops->conv2d_backward(gpu, &d, out + ny, LFS_GRAD_ADD, out + ny + nx, NULL, dy, x, w);
+  float *result = parity_host_of(gpu, out, *count);
+  float *all[] = {x, w, dy, out};
+  for (size_t i = 0; i < sizeof all / sizeof all[0]; i++) gpu->ops->free(gpu, all[i]);
+  return result;
+}
+
+/* Two runs of conv_run: the same bits where `deterministic`, else allowed to differ (and
+ * expected to, the emulated non-deterministic algorithms adding in another order). */
+static void expect_repeatable(const char *what, int deterministic) {
+  size_t n = 0;
+  float *a = conv_run(&n), *b = conv_run(&n);
+  const int same = memcmp(a, b, n * sizeof(float)) == 0;
+  parity_count(&T, same == deterministic);
+  printf("%-4s %s: two runs %s\n", same == deterministic ? "ok" : "FAIL", what,
+         same ? "give the same bits" : "differ in their bits");
+  free(a), free(b);
+}
+
+/* With TF32 on, a convolution on tensor cores: off the CPU's float32 result by TF32's
+ * rounding (1e-5 to 2e-3 of its scale), where the float32 paths stay within 2e-5. */
+static void expect_tf32(const char *what) {
+  lfs_backend *cpu = T.cpu, *gpu = T.gpu;
+  lfs_conv_desc d = {.n = 2, .in_c = 32, .in_h = 9, .in_w = 9, .out_c = 16, .kh = 3, .kw = 3,
+                     .stride = 1, .pad = 1, .groups = 1};
+  lfs_conv_desc_init(&d);
+  const size_t nx = (size_t)d.n * d.in_c * 81, ny = (size_t)d.n * d.out_c * 81;
+  parity_pair x = parity_make_pair(&T, nx, -1, 1, 83);
+  parity_pair w = parity_make_pair(&T, (size_t)d.out_c * d.in_c * 9, -0.2f, 0.2f, 84);
+  parity_pair y = parity_make_pair(&T, ny, 0, 0, 85);
+  lfs_emu_set_tf32(1);
+  cpu->ops->conv2d_forward(cpu, &d, y.c, x.c, w.c, NULL);
+  gpu->ops->conv2d_forward(gpu, &d, y.g, x.g, w.g, NULL);
+  lfs_emu_set_tf32(0);
+  float *c = parity_host_of(cpu, y.c, ny), *g = parity_host_of(gpu, y.g, ny);
+  size_t at = 0;
+  double scale = 1.0;
+  for (size_t i = 0; i < ny; i++) scale = fmax(scale, fabs(c[i]));
+  const double off = parity_max_difference(c, g, ny, &at) / scale;
+  const int ok = off > 1e-5 && off < 2e-3;
+  parity_count(&T, ok);
+  printf("%-4s %s, TF32 on: %.2e of the scale off the float32 result\n", ok ? "ok" : "FAIL",
+         what, off);
+  free(c), free(g);
+  parity_pair *all[] = {&x, &w, &y};
+  for (size_t i = 0; i < 3; i++) parity_free_pair(&T, all[i]);
+}
+
+static void test_convolution_paths(void) {
+  const lfs_emu_dnn_counts before = lfs_emu_dnn_counts_now();
+  printf("-- convolutions through cuDNN's algorithms (heuristics)\n");
+  lfs_emu_set_conv(0, 0, 0, 0);
+  parity_test_convolutions(&T);
+  expect_repeatable("heuristics' deterministic algorithms", 1);
+  expect_tf32("heuristics' algorithms");
+  printf("-- convolutions through cuDNN's algorithms (timed: LFS_CUDA_CONV=find)\n");
+  lfs_emu_set_conv(0, 1, 0, 0);
+  parity_test_convolutions(&T);
+  expect_repeatable("timed deterministic algorithms", 1);
+  printf("-- convolutions through any of cuDNN's algorithms (LFS_CUDA_CONV=fastest)\n");
+  lfs_emu_set_conv(0, 1, 1, 0);
+  parity_test_convolutions(&T);
+  expect_repeatable("the fastest algorithms, non-deterministic ones among them", 0);
+  printf("-- convolutions through im2col + cuBLAS (LFS_CUDA_CONV=gemm)\n");
+  lfs_emu_set_conv(1, 0, 0, 0);
+  parity_test_convolutions(&T);
+  printf("-- convolutions through cuDNN's graph API (LFS_CUDA_CONV=graph)\n");
+  lfs_emu_set_conv(0, 0, 0, 1);
+  const int fallbacks = lfs_emu_graph_fallbacks();
+  parity_test_convolutions(&T);
+  expect_repeatable("graph API's deterministic engines", 1);
+  expect_tf32("graph API's engines");
+  const int missed = lfs_emu_graph_fallbacks() - fallbacks;
+  const lfs_emu_dnn_counts now = lfs_emu_dnn_counts_now();
+  const int ok = !missed && now.graph_plans > before.graph_plans &&
+                 now.compiled_runs == before.compiled_runs &&
+                 now.timed_searches > before.timed_searches;
+  parity_count(&T, ok);
+  printf("%-4s graph API ran every pass (%d fell back), %ld plans made, %ld runs of a "
+         "runtime-compiled engine; %ld timed algorithm searches\n", ok ? "ok" : "FAIL", missed,
+         now.graph_plans - before.graph_plans, now.compiled_runs - before.compiled_runs,
+         now.timed_searches - before.timed_searches);
+  lfs_emu_set_conv(0, 0, 0, 0);
+}
+
+/* ---- the emulation's own checks ---- */
 
 /* PReLU's gradients, batch norm's statistics and a head step's gradients from fixed
  * inputs, as the emulation is scheduled now: their host copy, *count values. */
@@ -143,7 +249,7 @@ int main(int argc, char **argv) {
   parity_test_l2norm(&T);
   parity_test_batchnorm(&T);
   parity_test_head(&T);
-  parity_test_convolutions(&T);
+  test_convolution_paths();
   lfs_model_cfg tiny = {.arch = "tiny", .embedding = 64, .input = 32, .dropout = 0.2f};
   parity_check_model(&T, tiny, 8);
   lfs_model_cfg r18 = {.arch = "r18", .embedding = 512, .input = 112};

@@ -14,10 +14,10 @@
  * BN's host round trip). Exits 77 (SKIP) where CUDA is not built or no GPU is
  * usable. With `--against cpu-staged` the same checks run against the CPU
  * kernels behind device memory, which tests the test (and the staging) on any
- * machine: there every difference must be 0. The CUDA kernels (all but cuDNN's)
- * also run on the CPU, on any machine, in tests/gpu/test_cuda_emulated, through
- * the host emulation of tests/gpu/emu, on this test's cases and tolerances: the
- * op cases both run are tests/gpu/parity_ops.c's, the networks
+ * machine: there every difference must be 0. The CUDA backend's own code also
+ * runs on the CPU, on any machine, in tests/gpu/test_cuda_emulated, through the
+ * host emulation of CUDA and cuDNN in tests/gpu/emu, on this test's cases and
+ * tolerances: the op cases both run are tests/gpu/parity_ops.c's, the networks
  * tests/gpu/parity_models.c's. */
 #include <stdio.h>
 #include <string.h>

@@ -15,6 +15,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <map>
+#include <set>
 #include <vector>
 
 #ifndef _Noreturn
@@ -26,6 +27,12 @@ extern "C" {
 #include "emu_backend.h"
 
 dim3 threadIdx, blockIdx, blockDim, gridDim;
+
+struct lfs_emu_event {
+  bool timing; /* not created with cudaEventDisableTiming */
+  bool done;   /* recorded, and the stream has reached the record */
+  double stamp;
+};
 
 namespace {
 
@@ -80,6 +87,8 @@ void expect_copy(void *dst, const void *src, size_t bytes, cudaMemcpyKind kind,
 /* ---- the stream ---- */
 
 std::vector<std::function<void()>> queued;
+double clock_ms; /* the emulated clock (lfs_emu_advance_clock) */
+std::set<cudaEvent_t> events;
 
 /* A synchronising call: a launch before it without its check is counted, then everything
  * queued runs, in order. */
@@ -307,6 +316,8 @@ const char *cudaGetErrorString(cudaError_t error) {
   case cudaErrorInvalidValue: return "invalid argument";
   case cudaErrorMemoryAllocation: return "out of memory";
   case cudaErrorInvalidConfiguration: return "invalid configuration argument";
+  case cudaErrorInvalidResourceHandle: return "invalid resource handle";
+  case cudaErrorNotReady: return "device not ready";
   }
   return "unknown error";
 }
@@ -395,20 +406,65 @@ cudaError_t cudaStreamSynchronize(cudaStream_t stream) {
   return cudaSuccess;
 }
 
+cudaError_t cudaEventCreate(cudaEvent_t *event) {
+  return cudaEventCreateWithFlags(event, cudaEventDefault);
+}
+
+cudaError_t cudaEventCreateWithFlags(cudaEvent_t *event, unsigned flags) {
+  if (flags & ~(unsigned)cudaEventDisableTiming) return cudaErrorInvalidValue;
+  *event = new lfs_emu_event{!(flags & cudaEventDisableTiming), false, 0.0};
+  events.insert(*event);
+  return cudaSuccess;
+}
+
+cudaError_t cudaEventDestroy(cudaEvent_t event) {
+  if (!events.erase(event)) return cudaErrorInvalidResourceHandle;
+  drain(); /* a record still queued must not write into freed memory */
+  delete event;
+  return cudaSuccess;
+}
+
 cudaError_t cudaEventRecord(cudaEvent_t event, cudaStream_t stream) {
   expect_stream(stream, "cudaEventRecord");
-  return event ? cudaSuccess : cudaErrorInvalidValue;
+  if (!events.count(event)) return cudaErrorInvalidResourceHandle;
+  queued.push_back([event]() { event->done = true, event->stamp = clock_ms; });
+  return cudaSuccess;
+}
+
+cudaError_t cudaEventSynchronize(cudaEvent_t event) {
+  if (!events.count(event)) return cudaErrorInvalidResourceHandle;
+  drain();
+  return cudaSuccess;
+}
+
+cudaError_t cudaEventElapsedTime(float *ms, cudaEvent_t start, cudaEvent_t stop) {
+  if (!events.count(start) || !events.count(stop)) return cudaErrorInvalidResourceHandle;
+  if (!start->timing || !stop->timing) return cudaErrorInvalidResourceHandle;
+  if (!start->done || !stop->done) return cudaErrorNotReady;
+  *ms = (float)(stop->stamp - start->stamp);
+  return cudaSuccess;
 }
 
 cudaError_t cudaStreamWaitEvent(cudaStream_t stream, cudaEvent_t event, unsigned flags) {
   expect_stream(stream, "cudaStreamWaitEvent");
-  return event && !flags ? cudaSuccess : cudaErrorInvalidValue;
+  if (!events.count(event)) return cudaErrorInvalidResourceHandle;
+  return flags ? cudaErrorInvalidValue : cudaSuccess;
 }
 
 cudaError_t cudaDeviceSynchronize() {
   drain();
   return cudaSuccess;
 }
+
+/* ---- for the emulation's own files ---- */
+
+void lfs_emu_enqueue(std::function<void()> work) { queued.push_back(std::move(work)); }
+
+void lfs_emu_expect_device(const void *p, size_t bytes, const char *call) {
+  expect_device(p, bytes, call);
+}
+
+void lfs_emu_advance_clock(double ms) { clock_ms += ms; }
 
 /* ---- cuBLAS ---- */
 

@@ -1,8 +1,8 @@
-/* cuda_emu.h: the part of CUDA that src/backend/cuda/cuda_internal.h and the kernels of
- * cuda_channel.cu, cuda_norm.cu, cuda_pointwise.cu and cuda_head.cu use, on the host, so
- * that those kernels run unchanged on any machine (tests/gpu/test_cuda_emulated). It is
- * force-included (-include) into the C++ that tests/gpu/emu/emulate.sh makes of them, as
- * nvcc includes cuda_runtime.h.
+/* cuda_emu.h: the part of CUDA that the CUDA backend (src/backend/cuda: cuda_internal.h,
+ * the memory, kernel and convolution files) uses, on the host, so that its code runs
+ * unchanged on any machine (tests/gpu/test_cuda_emulated); cuDNN is cudnn_emu.h's, included
+ * at the end. It is force-included (-include) into the C++ that tests/gpu/emu/emulate.sh
+ * makes of them, as nvcc includes cuda_runtime.h.
  *
  * What it emulates. A launch runs its blocks one after another; a block's threads are
  * fibers that each run until they wait at __syncthreads or a warp shuffle, or end, so the
@@ -13,11 +13,13 @@
  * allocations; a kernel's pointer arguments must point into device memory; 16-byte
  * (float4) accesses must be aligned, and are counted, so a test can tell which path ran.
  * One stream, the legacy default one (which a context's copy stream must name): launches,
- * cudaMemset, cudaMemsetAsync, cudaMemcpyAsync and cuBLAS calls queue, and run at the next call that waits for the device (cudaMemcpy,
- * cudaStreamSynchronize, cudaDeviceSynchronize, cudaFree, cudaFreeHost), as on a GPU the
- * host runs ahead of them; a launch's own error (a bad grid) is reported by
- * cudaGetLastError, and launches not followed by that check are counted. cuBLAS:
- * cublasSgemm alone, column-major, each dot product in double, rounded once.
+ * cudaMemset, cudaMemsetAsync, cudaMemcpyAsync, event records, cuBLAS and cuDNN calls
+ * queue, and run at the next call that waits for the device (cudaMemcpy,
+ * cudaStreamSynchronize, cudaEventSynchronize, cudaDeviceSynchronize, cudaFree,
+ * cudaFreeHost, cudaEventDestroy), as on a GPU the host runs ahead of them; a launch's
+ * own error (a bad grid) is reported by cudaGetLastError, and launches not followed by that
+ * check are counted. cuBLAS: cublasSgemm alone, column-major, each dot product in double,
+ * rounded once. cuDNN: see cudnn_emu.h.
  * EMU_SHUFFLE=1 in the environment shuffles the order of a block's threads afresh at every
  * round; EMU_REVERSE=1 runs blocks in reverse order (lfs_emu_set_schedule does the same).
  *
@@ -143,7 +145,9 @@ typedef enum {
   cudaSuccess = 0,
   cudaErrorInvalidValue = 1,
   cudaErrorMemoryAllocation = 2,
-  cudaErrorInvalidConfiguration = 9
+  cudaErrorInvalidConfiguration = 9,
+  cudaErrorInvalidResourceHandle = 400,
+  cudaErrorNotReady = 600
 } cudaError_t;
 typedef struct lfs_emu_stream *cudaStream_t;
 typedef struct lfs_emu_event *cudaEvent_t;
@@ -169,9 +173,18 @@ cudaError_t cudaMemcpy(void *dst, const void *src, size_t bytes, cudaMemcpyKind 
 cudaError_t cudaMemcpyAsync(void *dst, const void *src, size_t bytes, cudaMemcpyKind kind,
                             cudaStream_t stream);
 cudaError_t cudaStreamSynchronize(cudaStream_t stream);
-/* With one stream, work is already in order: recording an event and waiting for one only
- * check their arguments (an event is any non-NULL handle). */
+/* Events: with one stream, work is already in order, so waiting for one only checks the
+ * arguments. Recording one stamps it, when the stream reaches it, with the emulated clock,
+ * which only the emulated cuDNN advances (by each algorithm's made-up cost): elapsed
+ * times compare cuDNN's algorithms and nothing else. */
+enum { cudaEventDefault = 0, cudaEventDisableTiming = 2 };
+enum { cudaStreamNonBlocking = 1 };
+cudaError_t cudaEventCreate(cudaEvent_t *event);
+cudaError_t cudaEventCreateWithFlags(cudaEvent_t *event, unsigned flags);
+cudaError_t cudaEventDestroy(cudaEvent_t event);
 cudaError_t cudaEventRecord(cudaEvent_t event, cudaStream_t stream);
+cudaError_t cudaEventSynchronize(cudaEvent_t event);
+cudaError_t cudaEventElapsedTime(float *ms, cudaEvent_t start, cudaEvent_t stop);
 cudaError_t cudaStreamWaitEvent(cudaStream_t stream, cudaEvent_t event, unsigned flags);
 cudaError_t cudaDeviceSynchronize();
 /* What an H100 or H200 holds: 2048 threads per multiprocessor. */
@@ -196,6 +209,15 @@ const char *cublasGetStatusString(cublasStatus_t status);
 cublasStatus_t cublasSgemm(cublasHandle_t handle, cublasOperation_t op_a, cublasOperation_t op_b,
                            int m, int n, int k, const float *alpha, const float *a, int lda,
                            const float *b, int ldb, const float *beta, float *c, int ldc);
+
+/* ---- for the emulation's own files (cudnn_emu.cpp) ---- */
+
+/* Queues host work in stream order; it runs at the next synchronising call. */
+void lfs_emu_enqueue(std::function<void()> work);
+/* Stops the program, naming `call`, unless bytes at p lie inside one device allocation. */
+void lfs_emu_expect_device(const void *p, size_t bytes, const char *call);
+/* From queued work: the emulated clock moves on by ms. */
+void lfs_emu_advance_clock(double ms);
 
 /* ---- launches: emulate.sh turns k<<<config>>>(args) into
  * LFS_EMU_LAUNCH("k", (&k), lfs_emu_config(config), args) ---- */
@@ -246,5 +268,7 @@ static void lfs_emu_launch(const char *kernel, void (*k)(P...), lfs_emu_launch_c
 
 #define LFS_EMU_LAUNCH(name, k, config, ...) \
   lfs_emu_launch(name, k, config, lfs_emu_arguments<decltype(k)>::make(__VA_ARGS__))
+
+#include "cudnn_emu.h"
 
 #endif
