@@ -12,8 +12,7 @@
 
 static lfs_cuda_ctx *ctx_of(lfs_backend *be) { return lfs_cuda_ctx_of(be); }
 
-static const lfs_backend_ops cuda_ops =
-    lfs_cuda_ops_with("cuda", lfs_cuda_conv2d_forward, lfs_cuda_conv2d_backward);
+static const lfs_backend_ops cuda_ops = lfs_cuda_ops_named("cuda");
 
 static void apply_math_mode(lfs_cuda_ctx *c) {
   LFS_CUBLAS_CHECK(cublasSetMathMode(c->blas, c->tf32 ? CUBLAS_TF32_TENSOR_OP_MATH : CUBLAS_DEFAULT_MATH));

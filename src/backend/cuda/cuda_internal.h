@@ -37,7 +37,7 @@ typedef struct {
   int conv_any;             /* non-deterministic algorithms too (timed choice) */
   int conv_graph;           /* convolutions through cuDNN's graph API (cuda_conv_graph.cu) */
   int graph_fallbacks;      /* graph API passes or calls that took the legacy path instead */
-  void *workspace;          /* cuDNN workspace, grown on demand */
+  void *workspace;          /* the convolutions' workspace (cuDNN, im2col), grown on demand */
   size_t workspace_bytes;
   double *reduce;           /* device scratch for per-channel partial sums */
   size_t reduce_count;
@@ -312,15 +312,9 @@ void lfs_cuda_axpy(lfs_backend *be, float *y, float alpha, const float *x, size_
 void lfs_cuda_sgd_step(lfs_backend *be, float *w, float *v, const float *g, size_t n, float lr,
                        float momentum, float weight_decay);
 
-/* The backend's table of ops (include/lfs/backend.h) with the given convolutions:
- * cuda_backend.cu's (cuDNN, with im2col + cuBLAS behind it), or the host
- * emulation's (im2col + cuBLAS alone: tests/gpu/emu). */
-static inline lfs_backend_ops lfs_cuda_ops_with(
-    const char *name,
-    void (*conv2d_forward)(lfs_backend *, const lfs_conv_desc *, float *, const float *,
-                           const float *, const float *),
-    void (*conv2d_backward)(lfs_backend *, const lfs_conv_desc *, float *, lfs_grad_write,
-                            float *, float *, const float *, const float *, const float *)) {
+/* The backend's table of ops (include/lfs/backend.h) under `name`: cuda_backend.cu's, and
+ * the host emulation's (tests/gpu/emu). */
+static inline lfs_backend_ops lfs_cuda_ops_named(const char *name) {
   const lfs_backend_ops ops = {
       name,
       lfs_cuda_alloc,
@@ -332,8 +326,8 @@ static inline lfs_backend_ops lfs_cuda_ops_with(
       lfs_cuda_host_alloc,
       lfs_cuda_host_free,
       lfs_cuda_upload_async,
-      conv2d_forward,
-      conv2d_backward,
+      lfs_cuda_conv2d_forward,
+      lfs_cuda_conv2d_backward,
       lfs_cuda_batchnorm_stats,
       lfs_cuda_batchnorm_apply,
       lfs_cuda_batchnorm_grad_terms,

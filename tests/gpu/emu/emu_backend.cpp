@@ -10,8 +10,7 @@
 #include "cuda_internal.h"
 #include "emu_backend.h"
 
-static const lfs_backend_ops emu_ops = lfs_cuda_ops_with(
-    "cuda (emulated on the host)", lfs_cuda_conv2d_forward, lfs_cuda_conv2d_backward);
+static const lfs_backend_ops emu_ops = lfs_cuda_ops_named("cuda (emulated on the host)");
 
 static lfs_cuda_ctx emu_ctx;
 static lfs_backend emu_be;
