@@ -4,9 +4,7 @@
  * order (cuda_emu.cpp's queue). Layout: NCHW float32, each tensor addressed through its
  * four strides. */
 #include <algorithm>
-#include <cmath>
 #include <cstdio>
-#include <cstdlib>
 #include <cstring>
 #include <set>
 #include <vector>

@@ -2,7 +2,6 @@
  * descriptors holding typed attributes, checked as they are set and at finalisation; an
  * operation graph of one convolution node; made-up engines proposed by the heuristics; plans
  * and variant packs; execution through cudnn_emu_internal.h's convolution. */
-#include <cstdio>
 #include <cstring>
 #include <map>
 #include <vector>
